@@ -1,0 +1,317 @@
+//! The user's side of a run: carries out the plan's steps.
+
+use std::ffi::{OsStr, OsString};
+use std::fs;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::cli::Invocation;
+use crate::escape::{for_terminal, io_reason};
+use crate::operand::Remote;
+use crate::plan::{self, Destination, ToLocal, ToRemote};
+use crate::protocol::{
+    CHUNK, Events, NameFilter, SessionError, Sink, SinkOptions, Source, SourceOptions,
+};
+use crate::report::{self, LocalEnd};
+use crate::transport::{Completion, ProgramTransport, Transport};
+
+type RemoteSource<'e> = Source<'e, Pin<Box<dyn AsyncRead + Send>>, Pin<Box<dyn AsyncWrite + Send>>>;
+
+/// The one `scp -t` all uploads of a run go through.
+struct Upload<'e> {
+    source: RemoteSource<'e>,
+    completion: Completion,
+}
+
+struct Client<'a> {
+    invocation: &'a Invocation,
+    events: &'a dyn Events,
+    transport: Transport,
+    umask: u32,
+    target_must_be_directory: bool,
+    failed: bool,
+}
+
+/// Runs a client invocation; true when everything was copied.
+pub async fn run(invocation: &Invocation, events: &dyn Events, umask: u32) -> bool {
+    let plan = match plan::plan(&invocation.operands) {
+        Ok(plan) => plan,
+        Err(message) => {
+            report::error(&message);
+            return false;
+        }
+    };
+    let transport = Transport::Program(ProgramTransport {
+        program: invocation
+            .ssh_program
+            .clone()
+            .unwrap_or_else(|| OsString::from("ssh")),
+        ssh_args: invocation.ssh_args.clone(),
+        port: invocation.port,
+    });
+    let mut client = Client {
+        invocation,
+        events,
+        transport,
+        umask,
+        target_must_be_directory: plan.target_must_be_directory,
+        failed: false,
+    };
+    match &plan.destination {
+        Destination::Remote { target, steps } => client.upload_all(steps, target).await,
+        Destination::Local { target, steps } => client.download_all(steps, Path::new(target)).await,
+    }
+    !client.failed
+}
+
+impl<'a> Client<'a> {
+    fn fail(&mut self, message: &str) {
+        report::error(message);
+        self.failed = true;
+    }
+
+    async fn upload_all(&mut self, steps: &[ToRemote], target: &Remote) {
+        // Opened at the first local source, as scp does; `None` after that
+        // means it failed (reported once) and later uploads are skipped.
+        let mut upload: Option<Upload> = None;
+        let mut started = false;
+        for step in steps {
+            match step {
+                ToRemote::Invalid(message) => self.fail(message),
+                ToRemote::FromRemote(source) => self.fail(&format!(
+                    "{}: copying between two remote hosts is not supported yet",
+                    for_terminal(source.host.as_bytes())
+                )),
+                ToRemote::Upload(path) => {
+                    if !started {
+                        started = true;
+                        upload = self.open_upload(target).await;
+                    }
+                    let Some(open) = upload.as_mut() else {
+                        continue;
+                    };
+                    if let Err(error) = open.source.send(Path::new(path)).await {
+                        self.session_failed(&error);
+                        if let Some(Upload { source, completion }) = upload.take() {
+                            drop(source);
+                            completion.terminate().await;
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(open) = upload {
+            match open.source.close().await {
+                Ok(summary) => {
+                    self.failed |= summary.errors > 0;
+                    self.failed |= open.completion.wait().await.is_err();
+                }
+                Err(error) => {
+                    self.session_failed(&error);
+                    open.completion.terminate().await;
+                }
+            }
+        }
+    }
+
+    async fn open_upload(&mut self, target: &Remote) -> Option<Upload<'a>> {
+        let command = self.remote_command("-t", &target.path);
+        let channel = match self.transport.exec(target, &command, self.events).await {
+            Ok(channel) => channel,
+            Err(message) => {
+                self.fail(&message);
+                return None;
+            }
+        };
+        let options = SourceOptions {
+            recursive: self.invocation.recursive,
+            preserve: self.invocation.preserve,
+        };
+        let mut source = Source::new(channel.reader, channel.writer, options, self.events);
+        if let Err(error) = source.start().await {
+            self.session_failed(&error);
+            drop(source);
+            channel.completion.terminate().await;
+            return None;
+        }
+        Some(Upload {
+            source,
+            completion: channel.completion,
+        })
+    }
+
+    async fn download_all(&mut self, steps: &[ToLocal], target: &Path) {
+        if self.target_must_be_directory {
+            let problem = match fs::metadata(target) {
+                Ok(meta) if meta.is_dir() => None,
+                Ok(_) => Some("Not a directory".to_owned()),
+                Err(e) => Some(io_reason(&e)),
+            };
+            if let Some(why) = problem {
+                self.fail(&format!(
+                    "{}: {}",
+                    for_terminal(target.as_os_str().as_bytes()),
+                    why
+                ));
+                return;
+            }
+        }
+        for step in steps {
+            match step {
+                ToLocal::Invalid(message) => self.fail(message),
+                ToLocal::Download(source) => self.download(source, target).await,
+                ToLocal::Copy(source) => self.copy_locally(Path::new(source), target).await,
+            }
+        }
+    }
+
+    async fn download(&mut self, source: &Remote, target: &Path) {
+        let command = self.remote_command("-f", &source.path);
+        let channel = match self.transport.exec(source, &command, self.events).await {
+            Ok(channel) => channel,
+            Err(message) => return self.fail(&message),
+        };
+        let options = SinkOptions {
+            recursive: self.invocation.recursive,
+            preserve: self.invocation.preserve,
+            // Checked once for the whole run, before anything was copied.
+            target_must_be_directory: false,
+            umask: self.umask,
+            filter: self
+                .invocation
+                .strict_filenames
+                .then(|| NameFilter::for_request(source.path.as_bytes())),
+        };
+        let sink = Sink::new(channel.reader, channel.writer, options, self.events);
+        match sink.run(target).await {
+            Ok(summary) => {
+                self.failed |= summary.errors > 0;
+                // A remote side that failed (or an ssh that could not
+                // connect) has said why on stderr; the run fails all the same.
+                self.failed |= channel.completion.wait().await.is_err();
+            }
+            Err(error) => {
+                self.session_failed(&error);
+                channel.completion.terminate().await;
+            }
+        }
+    }
+
+    /// Both ends local: rscp's own source and sink, joined by a pipe in
+    /// memory, so the semantics are those of a remote copy and no shell or
+    /// `cp` is involved.
+    async fn copy_locally(&mut self, source: &Path, target: &Path) {
+        if self.invocation.recursive
+            && let Some(inside) = copies_into_itself(source, target)
+        {
+            return self.fail(&format!(
+                "cannot copy a directory, '{}', into itself, '{}'",
+                for_terminal(source.as_os_str().as_bytes()),
+                for_terminal(inside.as_os_str().as_bytes()),
+            ));
+        }
+        let (source_end, sink_end) = tokio::io::duplex(2 * CHUNK);
+        let (source_reader, source_writer) = tokio::io::split(source_end);
+        let (sink_reader, sink_writer) = tokio::io::split(sink_end);
+        let sending = LocalEnd {
+            reporter: self.events,
+            sending: true,
+        };
+        let receiving = LocalEnd {
+            reporter: self.events,
+            sending: false,
+        };
+        let mut sender = Source::new(
+            source_reader,
+            source_writer,
+            SourceOptions {
+                recursive: self.invocation.recursive,
+                preserve: self.invocation.preserve,
+            },
+            &sending,
+        );
+        let receiver = Sink::new(
+            sink_reader,
+            sink_writer,
+            SinkOptions {
+                recursive: self.invocation.recursive,
+                preserve: self.invocation.preserve,
+                target_must_be_directory: false,
+                umask: self.umask,
+                filter: None,
+            },
+            &receiving,
+        );
+        let send = async {
+            sender.start().await?;
+            sender.send(source).await?;
+            sender.close().await
+        };
+        let (sent, received) = tokio::join!(send, receiver.run(target));
+        for outcome in [sent, received] {
+            match outcome {
+                Ok(summary) => self.failed |= summary.errors > 0,
+                Err(error) => self.session_failed(&error),
+            }
+        }
+    }
+
+    fn session_failed(&mut self, error: &SessionError) {
+        self.failed = true;
+        if let Some(message) = error.message() {
+            report::error(&message);
+        }
+    }
+
+    /// `scp [-v] [-r] [-p] [-d] -t|-f [-- ]path`. The path is not quoted:
+    /// the remote shell expands it, as with scp.
+    fn remote_command(&self, role: &str, path: &OsStr) -> OsString {
+        let inv = self.invocation;
+        let mut command = String::from("scp");
+        for (on, flag) in [
+            (inv.verbose > 0, " -v"),
+            (inv.recursive, " -r"),
+            (inv.preserve, " -p"),
+            (self.target_must_be_directory, " -d"),
+        ] {
+            if on {
+                command.push_str(flag);
+            }
+        }
+        command.push(' ');
+        command.push_str(role);
+        command.push(' ');
+        if path.as_bytes().starts_with(b"-") {
+            command.push_str("-- ");
+        }
+        let mut bytes = command.into_bytes();
+        bytes.extend_from_slice(path.as_bytes());
+        OsString::from_vec(bytes)
+    }
+}
+
+/// For `-r` copies: the directory that would be created inside the source
+/// itself (which would never end), if that is what `target` asks for.
+fn copies_into_itself(source: &Path, target: &Path) -> Option<PathBuf> {
+    let source_real = fs::canonicalize(source).ok()?;
+    if !source_real.is_dir() {
+        return None;
+    }
+    let destination = if target.is_dir() {
+        target.join(source_real.file_name()?)
+    } else {
+        target.to_owned()
+    };
+    let parent = match destination.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let destination_real = fs::canonicalize(parent)
+        .ok()?
+        .join(destination.file_name()?);
+    (destination_real != source_real && destination_real.starts_with(&source_real))
+        .then_some(destination)
+}

@@ -1,0 +1,15 @@
+//! rscp: a drop-in replacement for OpenSSH's `scp`.
+//!
+//! Layering (see DESIGN.md): `cli` and `operand` read the command line,
+//! `plan` turns operands into steps, `client` and `server` carry them out
+//! over a `transport`, with the `protocol` engine at both ends.
+
+pub mod cli;
+pub mod client;
+pub mod escape;
+pub mod operand;
+pub mod plan;
+pub mod protocol;
+pub mod report;
+pub mod server;
+pub mod transport;

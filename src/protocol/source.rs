@@ -1,0 +1,432 @@
+//! The sending end: walks local paths, sends records and data, reads replies.
+
+use std::ffi::OsStr;
+use std::fs::{self, File, ReadDir};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+
+use super::wire::{Reply, Wire};
+use super::{CHUNK, Events, SessionError, Summary, blocking, record};
+use crate::escape::{for_terminal, io_reason};
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SourceOptions {
+    /// `-r`: send directories and their contents.
+    pub recursive: bool,
+    /// `-p`: send times before each file and directory.
+    pub preserve: bool,
+}
+
+pub struct Source<'e, R, W> {
+    wire: Wire<R, W>,
+    options: SourceOptions,
+    events: &'e dyn Events,
+    errors: u32,
+    /// Two buffers, so that one is read from disk while the other is sent.
+    buffers: [Vec<u8>; 2],
+}
+
+/// A directory being sent, with its place in the walk.
+struct OpenDirectory {
+    path: PathBuf,
+    entries: ReadDir,
+    /// (device, inode): a directory already on the walk is a symlink loop.
+    identity: (u64, u64),
+}
+
+impl<'e, R, W> Source<'e, R, W>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    pub fn new(reader: R, writer: W, options: SourceOptions, events: &'e dyn Events) -> Self {
+        Source {
+            wire: Wire::new(reader, writer),
+            options,
+            events,
+            errors: 0,
+            buffers: [Vec::new(), Vec::new()],
+        }
+    }
+
+    /// Waits for the sink's go-ahead (its first `\0`).
+    pub async fn start(&mut self) -> Result<(), SessionError> {
+        if self.expect_ok().await? {
+            Ok(())
+        } else {
+            // The sink refused to start (for example, its target is not a
+            // directory); scp gives up at this point too.
+            Err(SessionError::PeerFailed)
+        }
+    }
+
+    /// Sends one operand: a file, or with `-r` a directory tree. Problems
+    /// with single files are reported and counted; only a broken session
+    /// is an error.
+    pub async fn send(&mut self, path: &Path) -> Result<(), SessionError> {
+        let path = trim_trailing_slashes(path);
+        let mut walk: Vec<OpenDirectory> = Vec::new();
+        if let Some(directory) = self.send_entry(&path, &walk).await? {
+            walk.push(directory);
+        }
+        while let Some(top) = walk.last_mut() {
+            match top.entries.next() {
+                Some(Ok(entry)) => {
+                    let child = top.path.join(entry.file_name());
+                    if let Some(directory) = self.send_entry(&child, &walk).await? {
+                        walk.push(directory);
+                    }
+                }
+                Some(Err(e)) => {
+                    let message = format!("{}: {}", shown(&top.path), io_reason(&e));
+                    walk.pop();
+                    self.fail(&message).await?;
+                    self.send_end().await?;
+                }
+                None => {
+                    walk.pop();
+                    self.send_end().await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the session from our side and waits for the peer to finish. A
+    /// sink that sends anything after its last reply is misbehaving.
+    pub async fn close(self) -> Result<Summary, SessionError> {
+        let mut errors = self.errors;
+        let events = self.events;
+        let mut reader = self.wire.close_writer().await;
+        let mut rest = Vec::new();
+        // Bounded: a peer that keeps talking is cut off.
+        let _ = (&mut reader)
+            .take(super::MAX_LINE as u64)
+            .read_to_end(&mut rest)
+            .await;
+        if !rest.is_empty() {
+            errors += 1;
+            if let Some(message) = rest.strip_prefix(b"\x01").or(rest.strip_prefix(b"\x02")) {
+                events.peer_message(message.strip_suffix(b"\n").unwrap_or(message));
+            } else {
+                return Err(SessionError::Protocol(
+                    "unexpected data after the last reply".into(),
+                ));
+            }
+        }
+        Ok(Summary { errors })
+    }
+
+    /// The counts so far, for a server that ends by exiting.
+    pub fn summary(&self) -> Summary {
+        Summary {
+            errors: self.errors,
+        }
+    }
+
+    /// Opens `path` and sends it (a file) or its `D` record (a directory,
+    /// returned so that the walk enters it).
+    async fn send_entry(
+        &mut self,
+        path: &Path,
+        walk: &[OpenDirectory],
+    ) -> Result<Option<OpenDirectory>, SessionError> {
+        // Non-blocking so that a FIFO does not hang the open; it is then
+        // refused as not a regular file.
+        let opened = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+            .open(path)
+            .and_then(|file| file.metadata().map(|meta| (file, meta)));
+        let (file, meta) = match opened {
+            Ok(opened) => opened,
+            Err(e) => {
+                self.fail(&format!("{}: {}", shown(path), io_reason(&e)))
+                    .await?;
+                return Ok(None);
+            }
+        };
+        if meta.is_dir() && self.options.recursive {
+            drop(file);
+            return self.enter_directory(path, &meta, walk).await;
+        }
+        if !meta.is_file() {
+            self.fail(&format!("{}: not a regular file", shown(path)))
+                .await?;
+            return Ok(None);
+        }
+        self.send_file(path, file, &meta).await?;
+        Ok(None)
+    }
+
+    async fn enter_directory(
+        &mut self,
+        path: &Path,
+        meta: &fs::Metadata,
+        walk: &[OpenDirectory],
+    ) -> Result<Option<OpenDirectory>, SessionError> {
+        let identity = (meta.dev(), meta.ino());
+        if walk.iter().any(|d| d.identity == identity) {
+            let message = format!(
+                "{}: directory loop (symbolic link to a parent)",
+                shown(path)
+            );
+            self.fail(&message).await?;
+            return Ok(None);
+        }
+        let entries = match fs::read_dir(path) {
+            Ok(entries) => entries,
+            Err(e) => {
+                self.fail(&format!("{}: {}", shown(path), io_reason(&e)))
+                    .await?;
+                return Ok(None);
+            }
+        };
+        if self.options.preserve && !self.send_times(meta).await? {
+            return Ok(None);
+        }
+        let line = record::directory_line(meta.mode(), last_component(path));
+        self.debug(b"Entering directory: ", &line);
+        self.send_record(&line).await?;
+        if !self.expect_ok().await? {
+            return Ok(None);
+        }
+        Ok(Some(OpenDirectory {
+            path: path.to_owned(),
+            entries,
+            identity,
+        }))
+    }
+
+    async fn send_file(
+        &mut self,
+        path: &Path,
+        file: File,
+        meta: &fs::Metadata,
+    ) -> Result<(), SessionError> {
+        if self.options.preserve && !self.send_times(meta).await? {
+            return Ok(());
+        }
+        let size = meta.len();
+        let name = last_component(path);
+        let line = record::file_line(meta.mode(), size, name);
+        self.debug(b"Sending file modes: ", &line);
+        self.send_record(&line).await?;
+        if !self.expect_ok().await? {
+            return Ok(());
+        }
+        self.events.file_started(name, size);
+        let sent = self.send_data(Arc::new(file), size).await;
+        self.events.file_finished();
+        if let Some(reason) = sent? {
+            // The data was padded to keep the stream in step; the sink is
+            // told the file is bad instead of being sent the `\0`.
+            self.fail(&format!("{}: {}", shown(path), reason)).await?;
+        }
+        self.expect_ok().await?;
+        Ok(())
+    }
+
+    /// Sends `size` bytes of `file`, then (if all went well) the `\0` that
+    /// ends them. If the file cannot be read to the end (it shrank, or a
+    /// read failed), zeros take the place of the rest and the reason is
+    /// returned.
+    async fn send_data(
+        &mut self,
+        file: Arc<File>,
+        size: u64,
+    ) -> Result<Option<String>, SessionError> {
+        if size == 0 {
+            self.wire.send_ok().await?;
+            return Ok(None);
+        }
+        let [first, mut spare] = std::mem::take(&mut self.buffers).map(with_capacity);
+        let mut next = Some(blocking::read_at(
+            file.clone(),
+            sized(first, chunk_len(size, 0)),
+            0,
+        ));
+        let mut sent = 0u64;
+        let mut failure: Option<String> = None;
+        while let Some(pending) = next.take() {
+            let (mut buf, result) = blocking::finish(pending, CHUNK + 1).await;
+            let read = result.unwrap_or_else(|e| {
+                failure.get_or_insert(io_reason(&e));
+                0
+            });
+            if read < buf.len() {
+                failure.get_or_insert_with(|| "file shrank while being read".into());
+                buf[read..].fill(0);
+            }
+            let len = buf.len();
+            sent += len as u64;
+            // Start on the next chunk before this one goes out.
+            if sent < size {
+                let following = sized(std::mem::take(&mut spare), chunk_len(size, sent));
+                next = Some(match failure {
+                    None => blocking::read_at(file.clone(), following, sent),
+                    Some(_) => zeros(following),
+                });
+            } else if failure.is_none() {
+                // The `\0` after the data travels with the last chunk.
+                buf.push(0);
+            }
+            let written = self.wire.write_data(&buf).await;
+            buf.truncate(len);
+            written?;
+            self.events.file_progress(len as u64);
+            if next.is_some() {
+                spare = buf;
+            } else {
+                self.buffers = [buf, spare];
+                break;
+            }
+        }
+        if failure.is_none() {
+            self.wire.flush().await?;
+        }
+        Ok(failure)
+    }
+
+    /// `T` record for `meta`; false when the sink refused it.
+    async fn send_times(&mut self, meta: &fs::Metadata) -> Result<bool, SessionError> {
+        let line = record::times_line(meta.mtime(), meta.atime());
+        if self.events.verbose() {
+            let text = format!("File mtime {} atime {}\n", meta.mtime(), meta.atime());
+            self.events.debug(text.as_bytes());
+            self.debug(b"Sending file timestamps: ", &line);
+        }
+        self.send_record(&line).await?;
+        self.expect_ok().await
+    }
+
+    async fn send_end(&mut self) -> Result<(), SessionError> {
+        self.send_record(record::END_LINE).await?;
+        self.expect_ok().await?;
+        Ok(())
+    }
+
+    /// Sends a record, first making sure the sink has not sent anything
+    /// unasked (a second reply to the last request would desynchronise us).
+    async fn send_record(&mut self, line: &[u8]) -> Result<(), SessionError> {
+        if self.wire.has_unread() {
+            return match self.wire.read_reply().await? {
+                Reply::Ok => Err(SessionError::Protocol(
+                    "more than one reply to one request".into(),
+                )),
+                Reply::Error(message) | Reply::Fatal(message) => {
+                    self.events.peer_message(&message);
+                    self.errors += 1;
+                    Err(SessionError::PeerFailed)
+                }
+            };
+        }
+        self.wire.send(line).await
+    }
+
+    /// Reads a reply: true for `\0`; false (after showing the message) for
+    /// an error that ends this file only.
+    async fn expect_ok(&mut self) -> Result<bool, SessionError> {
+        match self.wire.read_reply().await? {
+            Reply::Ok => Ok(true),
+            Reply::Error(message) => {
+                self.events.peer_message(&message);
+                self.errors += 1;
+                Ok(false)
+            }
+            Reply::Fatal(message) => {
+                self.events.peer_message(&message);
+                self.errors += 1;
+                Err(SessionError::PeerFailed)
+            }
+        }
+    }
+
+    /// Reports a problem of ours: shown here, and sent to the sink as
+    /// `\x01` (which is what scp's `run_err` does).
+    async fn fail(&mut self, message: &str) -> Result<(), SessionError> {
+        self.errors += 1;
+        self.events.error(message);
+        self.wire.send_error(message).await
+    }
+
+    fn debug(&self, prefix: &[u8], line: &[u8]) {
+        if self.events.verbose() {
+            let mut text = prefix.to_vec();
+            text.extend_from_slice(line);
+            self.events.debug(&text);
+        }
+    }
+}
+
+fn chunk_len(size: u64, sent: u64) -> usize {
+    (size - sent).min(CHUNK as u64) as usize
+}
+
+/// Room for a chunk and the status byte that may follow it.
+fn with_capacity(buf: Vec<u8>) -> Vec<u8> {
+    if buf.capacity() < CHUNK + 1 {
+        Vec::with_capacity(CHUNK + 1)
+    } else {
+        buf
+    }
+}
+
+fn sized(mut buf: Vec<u8>, len: usize) -> Vec<u8> {
+    buf.resize(len, 0);
+    buf
+}
+
+/// A completed "read" of zeros, for the padding after a failed read.
+fn zeros(mut buf: Vec<u8>) -> blocking::Pending {
+    buf.fill(0);
+    let len = buf.len();
+    tokio::task::spawn(async move { (buf, Ok(len)) })
+}
+
+/// scp strips trailing slashes (but keeps a lone `/`).
+fn trim_trailing_slashes(path: &Path) -> PathBuf {
+    let bytes = path.as_os_str().as_bytes();
+    let end = bytes
+        .iter()
+        .rposition(|&b| b != b'/')
+        .map_or(1.min(bytes.len()), |i| i + 1);
+    PathBuf::from(OsStr::from_bytes(&bytes[..end]))
+}
+
+/// What follows the last `/` (the name that is sent).
+fn last_component(path: &Path) -> &[u8] {
+    let bytes = path.as_os_str().as_bytes();
+    match bytes.iter().rposition(|&b| b == b'/') {
+        Some(slash) => &bytes[slash + 1..],
+        None => bytes,
+    }
+}
+
+fn shown(path: &Path) -> String {
+    for_terminal(path.as_os_str().as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trailing_slashes() {
+        assert_eq!(trim_trailing_slashes(Path::new("a//")), Path::new("a"));
+        assert_eq!(trim_trailing_slashes(Path::new("/")), Path::new("/"));
+        assert_eq!(trim_trailing_slashes(Path::new("///")), Path::new("/"));
+        assert_eq!(trim_trailing_slashes(Path::new("a/b")), Path::new("a/b"));
+    }
+
+    #[test]
+    fn last_components() {
+        assert_eq!(last_component(Path::new("a/b c")), b"b c");
+        assert_eq!(last_component(Path::new("name")), b"name");
+        assert_eq!(last_component(Path::new("/")), b"");
+    }
+}

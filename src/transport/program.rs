@@ -1,0 +1,225 @@
+//! `-S program`: an ssh-compatible program run with scp's argument layout,
+//! talked to over its stdin and stdout. Its stderr is the user's.
+
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
+use std::process::Stdio;
+
+use tokio::process::{Child, Command};
+
+use super::{Channel, Completion, children};
+use crate::escape::{for_terminal, io_reason};
+use crate::operand::Remote;
+use crate::protocol::Events;
+
+/// Options scp always gives ssh first: no X11, no local command, no
+/// forwardings, no remote command from the config, no tty, no multiplexing
+/// master (the copy's stdin and stdout are the protocol).
+const FIXED_FIRST: &[&str] = &[
+    "-x",
+    "-oPermitLocalCommand=no",
+    "-oClearAllForwardings=yes",
+    "-oRemoteCommand=none",
+    "-oRequestTTY=no",
+    "-oControlMaster=no",
+];
+
+/// Given after the user's flags so that they cannot turn it back on.
+const FIXED_LAST: &str = "-oForwardAgent=no";
+
+pub struct ProgramTransport {
+    pub program: OsString,
+    /// Flags from rscp's command line meant for ssh, in order.
+    pub ssh_args: Vec<OsString>,
+    /// `-P`, for remotes without a port of their own.
+    pub port: Option<u16>,
+}
+
+pub struct RunningProgram {
+    child: Child,
+    pid: Option<u32>,
+}
+
+impl ProgramTransport {
+    /// The full argument list for reaching `remote` to run `command`.
+    pub fn arguments(&self, remote: &Remote, command: &OsStr) -> Vec<OsString> {
+        let mut args: Vec<OsString> = FIXED_FIRST.iter().map(OsString::from).collect();
+        args.extend(self.ssh_args.iter().cloned());
+        args.push(FIXED_LAST.into());
+        if let Some(port) = remote.port.or(self.port) {
+            args.push("-p".into());
+            args.push(port.to_string().into());
+        }
+        if let Some(user) = &remote.user {
+            args.push("-l".into());
+            args.push(user.into());
+        }
+        args.push("--".into());
+        args.push(remote.host.clone().into());
+        args.push(command.to_owned());
+        args
+    }
+
+    pub fn exec(
+        &self,
+        remote: &Remote,
+        command: &OsStr,
+        events: &dyn Events,
+    ) -> Result<Channel, String> {
+        if events.verbose() {
+            let line = format!(
+                "Executing: program {} host {}, user {}, command {}\n",
+                for_terminal(self.program.as_bytes()),
+                for_terminal(remote.host.as_bytes()),
+                remote.user.as_deref().unwrap_or("(unspecified)"),
+                for_terminal(command.as_bytes()),
+            );
+            events.debug(line.as_bytes());
+        }
+        let mut child = Command::new(&self.program)
+            .args(self.arguments(remote, command))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| {
+                format!(
+                    "{}: {}",
+                    for_terminal(self.program.as_bytes()),
+                    io_reason(&e)
+                )
+            })?;
+        let pid = child.id();
+        if let Some(pid) = pid {
+            children::register(pid);
+        }
+        let (Some(writer), Some(reader)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err("cannot talk to the ssh program".into());
+        };
+        Ok(Channel {
+            reader: Box::pin(reader),
+            writer: Box::pin(writer),
+            completion: Completion::Program(RunningProgram { child, pid }),
+        })
+    }
+}
+
+/// How long a terminated program gets before it is killed.
+const TERMINATE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl RunningProgram {
+    pub async fn terminate(mut self) {
+        if let Some(pid) = self.pid.and_then(|p| i32::try_from(p).ok()) {
+            let pid = nix::unistd::Pid::from_raw(pid);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        }
+        if tokio::time::timeout(TERMINATE_GRACE, self.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = self.child.kill().await;
+        }
+        if let Some(pid) = self.pid {
+            children::forget(pid);
+        }
+    }
+
+    pub async fn wait(mut self) -> Result<(), String> {
+        let status = self.child.wait().await;
+        if let Some(pid) = self.pid {
+            children::forget(pid);
+        }
+        match status {
+            Ok(status) if status.success() => Ok(()),
+            Ok(status) => Err(match status.code() {
+                Some(code) => format!("ssh program exited with status {code}"),
+                None => "ssh program was killed".into(),
+            }),
+            Err(e) => Err(io_reason(&e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn argument_layout_is_scps() {
+        let transport = ProgramTransport {
+            program: "ssh".into(),
+            ssh_args: ["-v", "-i", "k", "-o", "Foo=bar"]
+                .iter()
+                .map(OsString::from)
+                .collect(),
+            port: Some(2222),
+        };
+        let remote = Remote {
+            user: Some("u".into()),
+            host: "h".into(),
+            port: None,
+            path: ".".into(),
+        };
+        let args = transport.arguments(&remote, OsStr::new("scp -v -t /x"));
+        let expected = [
+            "-x",
+            "-oPermitLocalCommand=no",
+            "-oClearAllForwardings=yes",
+            "-oRemoteCommand=none",
+            "-oRequestTTY=no",
+            "-oControlMaster=no",
+            "-v",
+            "-i",
+            "k",
+            "-o",
+            "Foo=bar",
+            "-oForwardAgent=no",
+            "-p",
+            "2222",
+            "-l",
+            "u",
+            "--",
+            "h",
+            "scp -v -t /x",
+        ];
+        assert_eq!(
+            args,
+            expected.iter().map(OsString::from).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn a_uri_port_beats_dash_p() {
+        let transport = ProgramTransport {
+            program: "ssh".into(),
+            ssh_args: vec![],
+            port: Some(1),
+        };
+        let remote = Remote {
+            user: None,
+            host: "h".into(),
+            port: Some(2),
+            path: ".".into(),
+        };
+        let args = transport.arguments(&remote, OsStr::new("c"));
+        let expected = [
+            "-x",
+            "-oPermitLocalCommand=no",
+            "-oClearAllForwardings=yes",
+            "-oRemoteCommand=none",
+            "-oRequestTTY=no",
+            "-oControlMaster=no",
+            "-oForwardAgent=no",
+            "-p",
+            "2",
+            "--",
+            "h",
+            "c",
+        ];
+        assert_eq!(
+            args,
+            expected.iter().map(OsString::from).collect::<Vec<_>>()
+        );
+    }
+}

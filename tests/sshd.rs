@@ -1,0 +1,437 @@
+//! rscp as the client, through a real OpenSSH sshd, with OpenSSH's own
+//! `scp -t` / `scp -f` on the far side.
+
+mod common;
+
+use std::fs;
+
+use common::*;
+
+#[test]
+fn upload_and_download_one_file() {
+    let Some(sshd) = Sshd::start() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let data = pattern(1_234_567, 1);
+    write(work.path().join("f.bin"), &data);
+    fs::create_dir(work.path().join("remote")).unwrap();
+    fs::create_dir(work.path().join("back")).unwrap();
+
+    let up = run(sshd
+        .rscp()
+        .arg(work.path().join("f.bin"))
+        .arg(sshd.remote(work.path().join("remote"))));
+    assert_success(&up);
+    assert_eq!(stderr(&up), "");
+    assert_eq!(
+        stdout(&up),
+        "",
+        "nothing on stdout when it is not a terminal"
+    );
+    assert!(fs::read(work.path().join("remote/f.bin")).unwrap() == data);
+
+    let down = run(sshd
+        .rscp()
+        .arg(sshd.remote(work.path().join("remote/f.bin")))
+        .arg(work.path().join("back/renamed.bin")));
+    assert_success(&down);
+    assert_eq!(stderr(&down), "");
+    assert!(fs::read(work.path().join("back/renamed.bin")).unwrap() == data);
+}
+
+#[test]
+fn trees_go_up_and_come_back_with_r() {
+    let Some(sshd) = Sshd::start() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let tree = work.path().join("tree");
+    sample_tree(&tree);
+    fs::create_dir(work.path().join("up")).unwrap();
+
+    let up = run(sshd
+        .rscp()
+        .arg("-r")
+        .arg(&tree)
+        .arg(sshd.remote(work.path().join("up"))));
+    assert_success(&up);
+    assert_same_tree(&tree, &work.path().join("up/tree"));
+
+    // Into a target that does not exist yet: it becomes the copy.
+    let down = run(sshd
+        .rscp()
+        .arg("-r")
+        .arg(sshd.remote(work.path().join("up/tree")))
+        .arg(work.path().join("down")));
+    assert_success(&down);
+    assert_eq!(stderr(&down), "");
+    assert_same_tree(&tree, &work.path().join("down"));
+}
+
+#[test]
+fn preserve_keeps_modes_and_times_both_ways() {
+    let Some(sshd) = Sshd::start() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let tree = work.path().join("tree");
+    sample_tree(&tree);
+    chmod(tree.join("sub"), 0o750);
+    chmod(tree.join("sub/deeper/data.bin"), 0o604);
+    for (i, rel) in listing(&tree).iter().rev().enumerate() {
+        set_times(
+            tree.join(rel),
+            1_000_000_000 + i as i64 * 1000,
+            1_100_000_000 + i as i64,
+        );
+    }
+    set_times(&tree, 999_999_999, 999_999_998);
+    fs::create_dir(work.path().join("up")).unwrap();
+
+    let up = run(sshd
+        .rscp()
+        .arg("-rp")
+        .arg(&tree)
+        .arg(sshd.remote(work.path().join("up"))));
+    assert_success(&up);
+    assert_same_tree(&tree, &work.path().join("up/tree"));
+    assert_same_metadata(&tree, &work.path().join("up/tree"), true);
+    assert_eq!(
+        atime(work.path().join("up/tree/a.txt")),
+        atime(tree.join("a.txt"))
+    );
+
+    let down = run(sshd
+        .rscp()
+        .arg("-r")
+        .arg("-p")
+        .arg(sshd.remote(work.path().join("up/tree")))
+        .arg(work.path().join("down")));
+    assert_success(&down);
+    assert_same_metadata(&tree, &work.path().join("down"), true);
+    assert_eq!(
+        atime(work.path().join("down/sub/b.txt")),
+        atime(tree.join("sub/b.txt"))
+    );
+}
+
+#[test]
+fn without_p_modes_follow_the_umask_and_times_are_new() {
+    let Some(sshd) = Sshd::start() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("exec.sh");
+    write(&src, b"#!/bin/sh\n");
+    chmod(&src, 0o4777);
+    set_times(&src, 1_000_000_000, 1_000_000_000);
+    fs::create_dir(work.path().join("down")).unwrap();
+
+    // The umask of rscp's process (inherited from this one) applies.
+    let down = run(sshd
+        .rscp()
+        .arg(sshd.remote(&src))
+        .arg(work.path().join("down")));
+    assert_success(&down);
+    let copy = work.path().join("down/exec.sh");
+    let umask = current_umask();
+    assert_eq!(mode(&copy), 0o777 & !umask, "setuid dropped, umask applied");
+    assert!(
+        mtime(&copy) > 1_000_000_000,
+        "times are not preserved without -p"
+    );
+}
+
+fn current_umask() -> u32 {
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("umask")
+        .output()
+        .unwrap();
+    u32::from_str_radix(String::from_utf8_lossy(&out.stdout).trim(), 8).unwrap()
+}
+
+#[test]
+fn clobbering_truncates_and_keeps_the_existing_mode() {
+    let Some(sshd) = Sshd::start() else { return };
+    let work = tempfile::tempdir().unwrap();
+    write(work.path().join("small"), b"new contents");
+    chmod(work.path().join("small"), 0o644);
+    let existing = work.path().join("existing");
+    write(&existing, &pattern(100_000, 3));
+    chmod(&existing, 0o600);
+
+    let down = run(sshd
+        .rscp()
+        .arg(sshd.remote(work.path().join("small")))
+        .arg(&existing));
+    assert_success(&down);
+    assert_eq!(fs::read(&existing).unwrap(), b"new contents");
+    assert_eq!(
+        mode(&existing),
+        0o600,
+        "an existing file keeps its mode without -p"
+    );
+
+    write(&existing, &pattern(100_000, 4));
+    let up = run(sshd
+        .rscp()
+        .arg(work.path().join("small"))
+        .arg(sshd.remote(&existing)));
+    assert_success(&up);
+    assert_eq!(fs::read(&existing).unwrap(), b"new contents");
+}
+
+#[test]
+fn copying_a_file_onto_itself_leaves_it_intact() {
+    let Some(sshd) = Sshd::start() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("self.bin");
+    let data = pattern(3_000_000, 9);
+    write(&file, &data);
+
+    let up = run(sshd.rscp().arg(&file).arg(sshd.remote(&file)));
+    assert_success(&up);
+    assert!(fs::read(&file).unwrap() == data, "upload onto itself");
+
+    let down = run(sshd.rscp().arg(sshd.remote(&file)).arg(&file));
+    assert_success(&down);
+    assert!(fs::read(&file).unwrap() == data, "download onto itself");
+}
+
+#[test]
+fn empty_files_and_odd_names() {
+    let Some(sshd) = Sshd::start() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let names = [
+        "empty",
+        "with space.txt",
+        "h\u{e9}llo w\u{f6}rld \u{2713}.txt",
+        "-dash",
+    ];
+    for (i, name) in names.iter().enumerate() {
+        let contents = if i == 0 {
+            Vec::new()
+        } else {
+            pattern(1000 + i, i as u64)
+        };
+        write(work.path().join("src").join(name), &contents);
+    }
+    fs::create_dir_all(work.path().join("up")).unwrap();
+    fs::create_dir_all(work.path().join("down")).unwrap();
+
+    let mut up = sshd.rscp();
+    for name in names {
+        up.arg(work.path().join("src").join(name));
+    }
+    let up = run(up.arg(sshd.remote(work.path().join("up"))));
+    assert_success(&up);
+    assert_same_tree(&work.path().join("src"), &work.path().join("up"));
+
+    // Remote paths go to the remote shell: names with spaces are quoted
+    // by the user, as with scp.
+    for name in names {
+        let remote = format!(
+            "127.0.0.1:'{}'",
+            work.path().join("up").join(name).display()
+        );
+        let down = run(sshd.rscp().arg(remote).arg(work.path().join("down")));
+        assert_success(&down);
+    }
+    assert_same_tree(&work.path().join("src"), &work.path().join("down"));
+}
+
+#[test]
+fn a_missing_source_among_several_fails_the_run_but_not_the_others() {
+    let Some(sshd) = Sshd::start() else { return };
+    let work = tempfile::tempdir().unwrap();
+    write(work.path().join("one"), b"1");
+    write(work.path().join("two"), b"2");
+    fs::create_dir(work.path().join("up")).unwrap();
+
+    let up = run(sshd
+        .rscp()
+        .arg(work.path().join("one"))
+        .arg(work.path().join("missing"))
+        .arg(work.path().join("two"))
+        .arg(sshd.remote(work.path().join("up"))));
+    assert_exit(&up, 1);
+    assert_eq!(
+        stderr(&up),
+        format!(
+            "rscp: {}: No such file or directory\n",
+            work.path().join("missing").display()
+        )
+    );
+    assert_eq!(fs::read(work.path().join("up/one")).unwrap(), b"1");
+    assert_eq!(fs::read(work.path().join("up/two")).unwrap(), b"2");
+
+    // Downloads: the far side's message, then the next source.
+    fs::create_dir(work.path().join("down")).unwrap();
+    let down = run(sshd
+        .rscp()
+        .arg(sshd.remote(work.path().join("one")))
+        .arg(sshd.remote(work.path().join("missing")))
+        .arg(sshd.remote(work.path().join("two")))
+        .arg(work.path().join("down")));
+    assert_exit(&down, 1);
+    assert_eq!(
+        stderr(&down),
+        format!(
+            "scp: {}: No such file or directory\n",
+            work.path().join("missing").display()
+        )
+    );
+    assert_eq!(fs::read(work.path().join("down/one")).unwrap(), b"1");
+    assert_eq!(fs::read(work.path().join("down/two")).unwrap(), b"2");
+}
+
+#[test]
+fn a_directory_without_r_is_refused_per_file() {
+    let Some(sshd) = Sshd::start() else { return };
+    let work = tempfile::tempdir().unwrap();
+    sample_tree(&work.path().join("tree"));
+    write(work.path().join("file"), b"f");
+    fs::create_dir(work.path().join("up")).unwrap();
+
+    let up = run(sshd
+        .rscp()
+        .arg(work.path().join("tree"))
+        .arg(work.path().join("file"))
+        .arg(sshd.remote(work.path().join("up"))));
+    assert_exit(&up, 1);
+    assert_eq!(
+        stderr(&up),
+        format!(
+            "rscp: {}: not a regular file\n",
+            work.path().join("tree").display()
+        )
+    );
+    assert_eq!(fs::read(work.path().join("up/file")).unwrap(), b"f");
+    assert!(!work.path().join("up/tree").exists());
+}
+
+#[test]
+fn remote_globs_are_expanded_by_the_remote_shell() {
+    let Some(sshd) = Sshd::start() else { return };
+    let work = tempfile::tempdir().unwrap();
+    write(work.path().join("r/a.txt"), b"a");
+    write(work.path().join("r/b.txt"), b"b");
+    write(work.path().join("r/c.log"), b"c");
+    fs::create_dir(work.path().join("down")).unwrap();
+
+    let down = run(sshd
+        .rscp()
+        .arg(sshd.remote(work.path().join("r/*.txt")))
+        .arg(work.path().join("down")));
+    assert_success(&down);
+    assert_eq!(
+        listing(&work.path().join("down")),
+        vec![std::path::PathBuf::from("a.txt"), "b.txt".into()]
+    );
+}
+
+#[test]
+fn several_sources_need_a_directory_target() {
+    let Some(sshd) = Sshd::start() else { return };
+    let work = tempfile::tempdir().unwrap();
+    write(work.path().join("one"), b"1");
+    write(work.path().join("two"), b"2");
+    write(work.path().join("plain"), b"p");
+
+    let down = run(sshd
+        .rscp()
+        .arg(sshd.remote(work.path().join("one")))
+        .arg(sshd.remote(work.path().join("two")))
+        .arg(work.path().join("plain")));
+    assert_exit(&down, 1);
+    assert_eq!(
+        stderr(&down),
+        format!(
+            "rscp: {}: Not a directory\n",
+            work.path().join("plain").display()
+        )
+    );
+    assert_eq!(fs::read(work.path().join("plain")).unwrap(), b"p");
+
+    // Upload: the remote scp refuses (-d), and nothing is written.
+    let up = run(sshd
+        .rscp()
+        .arg(work.path().join("one"))
+        .arg(work.path().join("two"))
+        .arg(sshd.remote(work.path().join("plain"))));
+    assert_exit(&up, 1);
+    assert_eq!(
+        stderr(&up),
+        format!(
+            "scp: {}: Not a directory\n",
+            work.path().join("plain").display()
+        )
+    );
+    assert_eq!(fs::read(work.path().join("plain")).unwrap(), b"p");
+}
+
+#[test]
+fn a_failing_ssh_fails_the_run() {
+    let Some(sshd) = Sshd::start() else { return };
+    let work = tempfile::tempdir().unwrap();
+    write(work.path().join("f"), b"x");
+    // Nothing listens on port 1.
+    let up = run(sshd
+        .rscp()
+        .arg("-P")
+        .arg("1")
+        .arg(work.path().join("f"))
+        .arg("127.0.0.1:/tmp/x"));
+    assert_exit(&up, 1);
+    assert!(
+        stderr(&up).ends_with("rscp: lost connection\n"),
+        "{}",
+        stderr(&up)
+    );
+
+    let down = run(sshd
+        .rscp()
+        .arg("-P1")
+        .arg("127.0.0.1:/tmp/x")
+        .arg(work.path()));
+    assert_exit(&down, 1);
+}
+
+#[test]
+fn verbose_shows_what_is_executed_and_sent() {
+    let Some(sshd) = Sshd::start() else { return };
+    let work = tempfile::tempdir().unwrap();
+    write(work.path().join("f"), b"abc");
+    chmod(work.path().join("f"), 0o644);
+    fs::create_dir(work.path().join("up")).unwrap();
+    let up = run(sshd
+        .rscp()
+        .arg("-v")
+        .arg(work.path().join("f"))
+        .arg(sshd.remote(work.path().join("up"))));
+    assert_success(&up);
+    let err = stderr(&up);
+    assert!(
+        err.contains(&format!(
+            "Executing: program ssh host 127.0.0.1, user (unspecified), command scp -v -t {}\n",
+            work.path().join("up").display()
+        )),
+        "{err}"
+    );
+    assert!(err.contains("Sending file modes: C0644 3 f\n"), "{err}");
+    // The remote scp's own -v line comes back through ssh's stderr.
+    assert!(err.contains("Sink: C0644 3 f\n"), "{err}");
+}
+
+#[test]
+fn a_large_file_round_trips() {
+    let Some(sshd) = Sshd::start() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let data = pattern(40 * 1024 * 1024 + 13, 11);
+    write(work.path().join("big"), &data);
+    let up = run(sshd
+        .rscp()
+        .arg(work.path().join("big"))
+        .arg(sshd.remote(work.path().join("big.up"))));
+    assert_success(&up);
+    let down = run(sshd
+        .rscp()
+        .arg(sshd.remote(work.path().join("big.up")))
+        .arg(work.path().join("big.down")));
+    assert_success(&down);
+    assert!(fs::read(work.path().join("big.down")).unwrap() == data);
+}
