@@ -63,6 +63,8 @@ fn run(invocation: &Invocation) -> bool {
         verbose: invocation.verbose > 0,
     };
     let ok = runtime.block_on(async {
+        // Installed before any work starts, so that no child can be
+        // started that a signal would leave behind.
         let interrupted = interrupted();
         let work = async {
             match invocation.role {
@@ -85,39 +87,25 @@ fn run(invocation: &Invocation) -> bool {
     ok
 }
 
-/// Resolves on SIGINT, SIGTERM or SIGHUP. If the handlers cannot be set up,
+/// Sets up SIGINT, SIGTERM and SIGHUP handling now, and returns a future
+/// that resolves when one arrives. If no handler can be set up, the future
 /// never resolves (the default dispositions still end the process).
-async fn interrupted() {
-    let kinds = [
+fn interrupted() -> impl std::future::Future<Output = ()> {
+    let mut streams: Vec<_> = [
         SignalKind::interrupt(),
         SignalKind::terminate(),
         SignalKind::hangup(),
-    ];
-    let mut streams = Vec::new();
-    for kind in kinds {
-        if let Ok(stream) = signal(kind) {
-            streams.push(stream);
+    ]
+    .into_iter()
+    .filter_map(|kind| signal(kind).ok())
+    .collect();
+    std::future::poll_fn(move |cx| {
+        if streams.iter_mut().any(|s| s.poll_recv(cx).is_ready()) {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
         }
-    }
-    if streams.is_empty() {
-        return std::future::pending().await;
-    }
-    let waits = streams.iter_mut().map(|s| Box::pin(s.recv()));
-    futures_select_all(waits).await;
-}
-
-/// Waits for the first of several futures.
-async fn futures_select_all<F: std::future::Future + Unpin>(futures: impl Iterator<Item = F>) {
-    let mut futures: Vec<F> = futures.collect();
-    std::future::poll_fn(|cx| {
-        for f in futures.iter_mut() {
-            if std::pin::Pin::new(f).poll(cx).is_ready() {
-                return std::task::Poll::Ready(());
-            }
-        }
-        std::task::Poll::Pending
     })
-    .await
 }
 
 fn eprint_usage() {

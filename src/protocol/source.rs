@@ -329,20 +329,24 @@ where
     }
 
     /// Reads a reply: true for `\0`; false (after showing the message) for
-    /// an error that ends this file only.
+    /// an error that ends this file only. The sink speaks only when asked,
+    /// so anything already waiting behind a reply is a second reply to the
+    /// same request, which would shift every later one.
     async fn expect_ok(&mut self) -> Result<bool, SessionError> {
-        match self.wire.read_reply().await? {
+        let reply = self.wire.read_reply().await?;
+        if let Reply::Error(message) | Reply::Fatal(message) = &reply {
+            self.events.peer_message(message);
+            self.errors += 1;
+        }
+        if self.wire.has_unread() {
+            return Err(SessionError::Protocol(
+                "more than one reply to one request".into(),
+            ));
+        }
+        match reply {
             Reply::Ok => Ok(true),
-            Reply::Error(message) => {
-                self.events.peer_message(&message);
-                self.errors += 1;
-                Ok(false)
-            }
-            Reply::Fatal(message) => {
-                self.events.peer_message(&message);
-                self.errors += 1;
-                Err(SessionError::PeerFailed)
-            }
+            Reply::Error(_) => Ok(false),
+            Reply::Fatal(_) => Err(SessionError::PeerFailed),
         }
     }
 

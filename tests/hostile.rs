@@ -1,0 +1,723 @@
+//! Hostile peers, scripted over `tokio::io::duplex`: one test per attack in
+//! SCP-REFERENCE.md, and the malformed input around them. Each must be
+//! refused with nothing written outside the target.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use common::*;
+use rscp::protocol::{
+    Events, NameFilter, SessionError, Sink, SinkOptions, Source, SourceOptions, Summary,
+};
+
+/// Records what the engine reports.
+#[derive(Default)]
+struct Captured {
+    errors: Mutex<Vec<String>>,
+    peer: Mutex<Vec<Vec<u8>>>,
+}
+
+impl Events for Captured {
+    fn error(&self, message: &str) {
+        self.errors.lock().unwrap().push(message.to_owned());
+    }
+    fn peer_message(&self, message: &[u8]) {
+        self.peer.lock().unwrap().push(message.to_vec());
+    }
+}
+
+impl Captured {
+    fn errors(&self) -> Vec<String> {
+        self.errors.lock().unwrap().clone()
+    }
+    fn peer(&self) -> Vec<String> {
+        self.peer
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|m| String::from_utf8_lossy(m).into_owned())
+            .collect()
+    }
+}
+
+/// A sandbox with an empty `target` directory inside it.
+struct Sandbox {
+    dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    fn new() -> Sandbox {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("target")).unwrap();
+        Sandbox { dir }
+    }
+
+    fn target(&self) -> PathBuf {
+        self.dir.path().join("target")
+    }
+
+    /// Nothing but the target in the sandbox.
+    #[track_caller]
+    fn assert_nothing_outside(&self) {
+        assert_eq!(
+            listing(self.dir.path()).first(),
+            Some(&PathBuf::from("target"))
+        );
+        let outside: Vec<_> = listing(self.dir.path())
+            .into_iter()
+            .filter(|p| !p.starts_with("target"))
+            .collect();
+        assert!(
+            outside.is_empty(),
+            "written outside the target: {outside:?}"
+        );
+    }
+}
+
+fn options(recursive: bool, preserve: bool) -> SinkOptions {
+    SinkOptions {
+        recursive,
+        preserve,
+        target_must_be_directory: false,
+        umask: 0o022,
+        filter: None,
+    }
+}
+
+/// Runs a sink into `target` against a source that sends `stream` (and
+/// then ends it). Returns the outcome and every byte the sink replied.
+fn sink_against(
+    stream: &[u8],
+    target: &Path,
+    options: SinkOptions,
+    events: &Captured,
+) -> (Result<Summary, SessionError>, Vec<u8>) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let (ours, theirs) = tokio::io::duplex(1 << 20);
+        let (our_read, our_write) = tokio::io::split(ours);
+        let (mut their_read, mut their_write) = tokio::io::split(theirs);
+        let stream = stream.to_vec();
+        let feed = tokio::spawn(async move {
+            let _ = their_write.write_all(&stream).await;
+            let _ = their_write.shutdown().await;
+        });
+        let replies = tokio::spawn(async move {
+            let mut replies = Vec::new();
+            let _ = their_read.read_to_end(&mut replies).await;
+            replies
+        });
+        let sink = Sink::new(our_read, our_write, options, events);
+        let outcome = sink.run(target).await;
+        let _ = feed.await;
+        let replies = replies.await.unwrap();
+        (outcome, replies)
+    })
+}
+
+fn protocol_error(why: &str) -> Result<Summary, SessionError> {
+    Err(SessionError::Protocol(why.to_owned()))
+}
+
+#[test]
+fn absolute_names_are_refused() {
+    let sandbox = Sandbox::new();
+    let events = Captured::default();
+    let evil = sandbox.dir.path().join("evil");
+    let stream = format!("C0644 5 {}\nhello\0", evil.display());
+    let (outcome, replies) = sink_against(
+        stream.as_bytes(),
+        &sandbox.target(),
+        options(false, false),
+        &events,
+    );
+    assert_eq!(
+        outcome,
+        protocol_error(&format!("unexpected filename: {}", evil.display()))
+    );
+    assert!(replies.starts_with(b"\0\x02rscp: protocol error: unexpected filename: "));
+    assert!(!evil.exists());
+    sandbox.assert_nothing_outside();
+}
+
+#[test]
+fn dot_dot_names_are_refused() {
+    for (recursive, stream) in [
+        (false, &b"C0644 5 ..\nhello\0"[..]),
+        (false, b"C0644 5 ../evil\nhello\0"),
+        (true, b"D0755 0 ..\nC0644 5 evil\nhello\0E\n"),
+        (
+            true,
+            b"D0755 0 sub\nD0755 0 ..\nC0644 5 evil\nhello\0E\nE\n",
+        ),
+    ] {
+        let sandbox = Sandbox::new();
+        let events = Captured::default();
+        let (outcome, _) = sink_against(
+            stream,
+            &sandbox.target(),
+            options(recursive, false),
+            &events,
+        );
+        assert!(
+            matches!(&outcome, Err(SessionError::Protocol(why)) if why.starts_with("unexpected filename: ..")),
+            "{outcome:?} for {:?}",
+            String::from_utf8_lossy(stream)
+        );
+        sandbox.assert_nothing_outside();
+        assert!(!sandbox.target().join("evil").exists());
+    }
+}
+
+#[test]
+fn dot_and_empty_names_cannot_touch_the_target_root() {
+    for stream in [
+        &b"T1 0 1 0\nD0777 0 .\nE\n"[..],
+        b"T1 0 1 0\nD0777 0 \nE\n",
+        b"C0777 0 .\n\0",
+    ] {
+        let sandbox = Sandbox::new();
+        chmod(sandbox.target(), 0o750);
+        let before = mtime(sandbox.target());
+        let events = Captured::default();
+        let (outcome, _) = sink_against(stream, &sandbox.target(), options(true, true), &events);
+        assert!(
+            matches!(&outcome, Err(SessionError::Protocol(why)) if why.starts_with("unexpected filename")),
+            "{outcome:?}"
+        );
+        assert_eq!(mode(sandbox.target()), 0o750, "target mode changed");
+        assert_eq!(mtime(sandbox.target()), before, "target times changed");
+        sandbox.assert_nothing_outside();
+    }
+}
+
+#[test]
+fn names_with_slashes_or_nul_are_refused() {
+    for stream in [
+        &b"C0644 1 a/b\nx\0"[..],
+        b"C0644 1 /\nx\0",
+        b"C0644 1 a\0b\nx\0",
+    ] {
+        let sandbox = Sandbox::new();
+        let events = Captured::default();
+        let (outcome, _) = sink_against(stream, &sandbox.target(), options(true, false), &events);
+        assert!(
+            matches!(&outcome, Err(SessionError::Protocol(why)) if why.starts_with("unexpected filename")),
+            "{outcome:?}"
+        );
+        assert!(listing(&sandbox.target()).is_empty());
+        sandbox.assert_nothing_outside();
+    }
+}
+
+#[test]
+fn unrequested_files_are_refused() {
+    let sandbox = Sandbox::new();
+    let events = Captured::default();
+    let mut opts = options(false, false);
+    opts.filter = Some(NameFilter::for_request(b"/remote/dir/wanted.txt"));
+    let stream = b"C0644 2 wanted.txt\nok\0C0644 4 .bashrc\nevil\0";
+    let (outcome, _) = sink_against(stream, &sandbox.target(), opts, &events);
+    assert_eq!(outcome, protocol_error("filename does not match request"));
+    assert_eq!(
+        fs::read(sandbox.target().join("wanted.txt")).unwrap(),
+        b"ok"
+    );
+    assert!(!sandbox.target().join(".bashrc").exists());
+    sandbox.assert_nothing_outside();
+}
+
+#[test]
+fn a_glob_request_does_not_bring_hidden_files() {
+    let sandbox = Sandbox::new();
+    let events = Captured::default();
+    let mut opts = options(false, false);
+    opts.filter = Some(NameFilter::for_request(b"/remote/*"));
+    let (outcome, _) = sink_against(b"C0644 4 .ssh\nevil\0", &sandbox.target(), opts, &events);
+    assert_eq!(outcome, protocol_error("filename does not match request"));
+    assert!(listing(&sandbox.target()).is_empty());
+}
+
+#[test]
+fn with_r_the_top_level_name_is_checked_too() {
+    let sandbox = Sandbox::new();
+    let events = Captured::default();
+    let mut opts = options(true, false);
+    opts.filter = Some(NameFilter::for_request(b"/remote/project"));
+    let stream = b"D0755 0 .ssh\nC0644 4 authorized_keys\nevil\0E\n";
+    let (outcome, _) = sink_against(stream, &sandbox.target(), opts.clone(), &events);
+    assert_eq!(outcome, protocol_error("filename does not match request"));
+    assert!(listing(&sandbox.target()).is_empty());
+
+    // Names inside the requested directory are the server's to choose.
+    let stream = b"D0755 0 project\nC0644 2 anything\nok\0E\n";
+    let (outcome, _) = sink_against(stream, &sandbox.target(), opts, &events);
+    assert_eq!(outcome, Ok(Summary { errors: 0 }));
+    assert_eq!(
+        fs::read(sandbox.target().join("project/anything")).unwrap(),
+        b"ok"
+    );
+}
+
+#[test]
+fn setuid_bits_are_dropped_without_p() {
+    let sandbox = Sandbox::new();
+    let events = Captured::default();
+    let stream = b"C6755 2 tool\nok\0D7777 0 dir\nC4777 1 inner\nx\0E\n";
+    let (outcome, _) = sink_against(stream, &sandbox.target(), options(true, false), &events);
+    assert_eq!(outcome, Ok(Summary { errors: 0 }));
+    let umask = current_umask();
+    assert_eq!(mode(sandbox.target().join("tool")), 0o755 & !umask);
+    assert_eq!(mode(sandbox.target().join("dir")), 0o777 & !0o022);
+    assert_eq!(mode(sandbox.target().join("dir/inner")), 0o777 & !umask);
+}
+
+fn current_umask() -> u32 {
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("umask")
+        .output()
+        .unwrap();
+    u32::from_str_radix(String::from_utf8_lossy(&out.stdout).trim(), 8).unwrap()
+}
+
+#[test]
+fn with_p_the_exact_mode_is_kept() {
+    let sandbox = Sandbox::new();
+    let events = Captured::default();
+    let stream = b"T1000000000 0 1000000001 0\nC2755 2 tool\nok\0";
+    let (outcome, _) = sink_against(stream, &sandbox.target(), options(false, true), &events);
+    assert_eq!(outcome, Ok(Summary { errors: 0 }));
+    assert_eq!(mode(sandbox.target().join("tool")), 0o2755);
+    assert_eq!(mtime(sandbox.target().join("tool")), 1_000_000_000);
+    assert_eq!(atime(sandbox.target().join("tool")), 1_000_000_001);
+}
+
+#[test]
+fn a_second_status_byte_is_a_protocol_error() {
+    let sandbox = Sandbox::new();
+    let events = Captured::default();
+    // Two status bytes after the data would shift every later reply.
+    let stream = b"C0644 2 a\nok\0\0C0644 2 b\nok\0";
+    let (outcome, replies) =
+        sink_against(stream, &sandbox.target(), options(false, false), &events);
+    assert_eq!(outcome, protocol_error("expected control record"));
+    // One reply per request: start, record, final.
+    assert!(replies.starts_with(b"\0\0\0\x02"), "{replies:?}");
+    assert!(!sandbox.target().join("b").exists());
+}
+
+/// What a scripted sink does, in order.
+enum Step {
+    /// Send these bytes.
+    Say(&'static [u8]),
+    /// Read one control line.
+    Line,
+    /// Read this many bytes (data plus status byte).
+    Bytes(usize),
+    /// Read until the source ends its stream.
+    UntilEnd,
+}
+
+/// Runs a source sending `files` to a sink that follows `script`, then
+/// either waits for the end of the stream or (with `hang_up`) goes away.
+fn source_against(
+    script: Vec<Step>,
+    hang_up: bool,
+    files: &[PathBuf],
+    events: &Captured,
+) -> Result<Summary, SessionError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let (ours, theirs) = tokio::io::duplex(1 << 20);
+        let (our_read, our_write) = tokio::io::split(ours);
+        let (their_read, mut their_write) = tokio::io::split(theirs);
+        tokio::spawn(async move {
+            let mut their_read = tokio::io::BufReader::new(their_read);
+            for step in script {
+                match step {
+                    Step::Say(bytes) => their_write.write_all(bytes).await.unwrap(),
+                    Step::Line => {
+                        let mut line = Vec::new();
+                        tokio::io::AsyncBufReadExt::read_until(&mut their_read, b'\n', &mut line)
+                            .await
+                            .unwrap();
+                    }
+                    Step::Bytes(n) => {
+                        let mut buf = vec![0; n];
+                        their_read.read_exact(&mut buf).await.unwrap();
+                    }
+                    Step::UntilEnd => {
+                        let mut rest = Vec::new();
+                        their_read.read_to_end(&mut rest).await.unwrap();
+                    }
+                }
+            }
+            if !hang_up {
+                let mut rest = Vec::new();
+                let _ = their_read.read_to_end(&mut rest).await;
+            }
+        });
+        let mut source = Source::new(our_read, our_write, SourceOptions::default(), events);
+        source.start().await?;
+        for file in files {
+            source.send(file).await?;
+        }
+        source.close().await
+    })
+}
+
+#[test]
+fn a_sink_that_replies_twice_is_caught() {
+    use Step::*;
+    let work = tempfile::tempdir().unwrap();
+    write(work.path().join("a"), b"aa");
+    write(work.path().join("b"), b"bb");
+    let (a, b) = (work.path().join("a"), work.path().join("b"));
+
+    // Two replies to the C record.
+    let events = Captured::default();
+    let script = vec![
+        Say(b"\0"),
+        Line,
+        Say(b"\0\0"),
+        Bytes(3),
+        Say(b"\0"),
+        Line,
+        Say(b"\0"),
+        Bytes(3),
+        Say(b"\0"),
+    ];
+    let outcome = source_against(script, false, &[a.clone(), b.clone()], &events);
+    assert_eq!(
+        outcome,
+        protocol_error("more than one reply to one request")
+    );
+
+    // Two replies after the data.
+    let script = vec![Say(b"\0"), Line, Say(b"\0"), Bytes(3), Say(b"\0\0")];
+    let outcome = source_against(script, false, &[a.clone(), b], &events);
+    assert_eq!(
+        outcome,
+        protocol_error("more than one reply to one request")
+    );
+
+    // Two replies to the go-ahead.
+    let outcome = source_against(vec![Say(b"\0\0")], false, &[a.clone()], &events);
+    assert_eq!(
+        outcome,
+        protocol_error("more than one reply to one request")
+    );
+
+    // Well-behaved, for contrast.
+    let script = vec![Say(b"\0"), Line, Say(b"\0"), Bytes(3), Say(b"\0")];
+    assert_eq!(
+        source_against(script, false, &[a], &events),
+        Ok(Summary { errors: 0 })
+    );
+}
+
+#[test]
+fn a_sink_that_talks_after_the_end_is_caught() {
+    use Step::*;
+    let work = tempfile::tempdir().unwrap();
+    write(work.path().join("a"), b"aa");
+    let events = Captured::default();
+    let script = vec![
+        Say(b"\0"),
+        Line,
+        Say(b"\0"),
+        Bytes(3),
+        Say(b"\0"),
+        UntilEnd,
+        Say(b"extra"),
+    ];
+    let outcome = source_against(script, true, &[work.path().join("a")], &events);
+    assert_eq!(
+        outcome,
+        protocol_error("unexpected data after the last reply")
+    );
+}
+
+#[test]
+fn a_sink_that_refuses_or_dies_is_reported() {
+    use Step::*;
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("a");
+    write(&file, &pattern(3_000_000, 5));
+
+    let events = Captured::default();
+    let outcome = source_against(
+        vec![Say(b"\0"), Line, Say(b"\x02disk on fire\n")],
+        false,
+        &[file.clone()],
+        &events,
+    );
+    assert_eq!(outcome, Err(SessionError::PeerFailed));
+    assert_eq!(events.peer(), vec!["disk on fire".to_owned()]);
+
+    let events = Captured::default();
+    let outcome = source_against(
+        vec![Say(b"\0"), Line, Say(b"\0")],
+        true,
+        &[file.clone()],
+        &events,
+    );
+    assert_eq!(outcome, Err(SessionError::LostConnection));
+
+    let events = Captured::default();
+    let outcome = source_against(
+        vec![Say(b"\0"), Line, Say(b"\x01no room\n")],
+        false,
+        &[file],
+        &events,
+    );
+    assert_eq!(
+        outcome,
+        Ok(Summary { errors: 1 }),
+        "a refused file is not fatal"
+    );
+    assert_eq!(events.peer(), vec!["no room".to_owned()]);
+}
+
+#[test]
+fn malformed_sizes_are_refused() {
+    for (stream, why) in [
+        (&b"C0644 -5 x\n"[..], "size not present"),
+        (b"C0644 +5 x\n", "size not present"),
+        (b"C0644 99999999999999999999 x\n", "size out of range"),
+        (b"C0644 9223372036854775808 x\n", "size out of range"),
+        (b"C0644 5x x\n", "size not delimited"),
+        (b"C0644 0x10 x\n", "size not delimited"),
+    ] {
+        let sandbox = Sandbox::new();
+        let events = Captured::default();
+        let (outcome, _) = sink_against(stream, &sandbox.target(), options(false, false), &events);
+        assert_eq!(
+            outcome,
+            protocol_error(why),
+            "{:?}",
+            String::from_utf8_lossy(stream)
+        );
+        assert!(listing(&sandbox.target()).is_empty());
+    }
+}
+
+#[test]
+fn more_data_than_announced_desynchronises_into_an_error() {
+    let sandbox = Sandbox::new();
+    let events = Captured::default();
+    let (outcome, _) = sink_against(
+        b"C0644 2 a\nokEXTRA\0",
+        &sandbox.target(),
+        options(false, false),
+        &events,
+    );
+    assert!(outcome.is_err(), "{outcome:?}");
+    assert_eq!(events.peer(), Vec::<String>::new());
+}
+
+#[test]
+fn malformed_records_are_refused() {
+    let long_name = format!("C0644 1 {}\nx\0", "n".repeat(5000));
+    let cases: Vec<(Vec<u8>, bool, &str)> = vec![
+        (b"C64 1 x\nx\0".to_vec(), false, "bad mode"),
+        (b"C0999 1 x\nx\0".to_vec(), false, "bad mode"),
+        (b"C0644x1 x\nx\0".to_vec(), false, "mode not delimited"),
+        (
+            b"D0755 0 dir\nE\n".to_vec(),
+            false,
+            "received directory without -r",
+        ),
+        (
+            b"E\n".to_vec(),
+            true,
+            "end of directory outside a directory",
+        ),
+        (
+            b"T1 2 3\nC0644 1 x\nx\0".to_vec(),
+            false,
+            "malformed times record",
+        ),
+        (
+            b"T1 1000000 3 0\n".to_vec(),
+            false,
+            "malformed times record",
+        ),
+        (
+            b"C0644 1 a\nx\0Q\n".to_vec(),
+            false,
+            "expected control record",
+        ),
+        (long_name.into_bytes(), false, "control record too long"),
+    ];
+    for (stream, recursive, why) in cases {
+        let sandbox = Sandbox::new();
+        let events = Captured::default();
+        let (outcome, _) = sink_against(
+            &stream,
+            &sandbox.target(),
+            options(recursive, false),
+            &events,
+        );
+        assert_eq!(
+            outcome,
+            protocol_error(why),
+            "{:?}",
+            String::from_utf8_lossy(&stream[..20.min(stream.len())])
+        );
+        sandbox.assert_nothing_outside();
+    }
+}
+
+#[test]
+fn shell_noise_before_the_first_record_is_shown_and_ends_the_session() {
+    let sandbox = Sandbox::new();
+    let events = Captured::default();
+    let (outcome, _) = sink_against(
+        b"No match.\n",
+        &sandbox.target(),
+        options(false, false),
+        &events,
+    );
+    assert_eq!(outcome, Err(SessionError::PeerFailed));
+    assert_eq!(events.peer(), vec!["No match.".to_owned()]);
+}
+
+#[test]
+fn a_stream_cut_mid_file_is_an_error_not_a_short_file() {
+    let sandbox = Sandbox::new();
+    let events = Captured::default();
+    let mut stream = b"C0644 1000000 f\n".to_vec();
+    stream.extend_from_slice(&pattern(400_000, 1));
+    let (outcome, _) = sink_against(&stream, &sandbox.target(), options(false, false), &events);
+    assert_eq!(outcome, Err(SessionError::LostConnection));
+    sandbox.assert_nothing_outside();
+
+    // Inside a directory, or after a `T`, an end of stream is cut short too.
+    for stream in [&b"D0755 0 d\nC0644 1 x\nx\0"[..], b"T1 0 1 0\n"] {
+        let sandbox = Sandbox::new();
+        let (outcome, _) = sink_against(stream, &sandbox.target(), options(true, true), &events);
+        assert_eq!(outcome, Err(SessionError::LostConnection));
+    }
+}
+
+#[test]
+fn a_full_disk_fails_that_file_and_the_stream_stays_in_step() {
+    let sandbox = Sandbox::new();
+    std::os::unix::fs::symlink("/dev/full", sandbox.target().join("full")).unwrap();
+    let events = Captured::default();
+    let mut stream = b"C0644 600000 full\n".to_vec();
+    stream.extend_from_slice(&pattern(600_000, 2));
+    stream.extend_from_slice(b"\0C0644 3 next\nabc\0");
+    let (outcome, replies) =
+        sink_against(&stream, &sandbox.target(), options(false, false), &events);
+    assert_eq!(outcome, Ok(Summary { errors: 1 }));
+    let message = format!(
+        "{}: No space left on device",
+        sandbox.target().join("full").display()
+    );
+    assert_eq!(events.errors(), vec![message.clone()]);
+    let mut expected = b"\0\0\x01rscp: ".to_vec();
+    expected.extend_from_slice(message.as_bytes());
+    expected.extend_from_slice(b"\n\0\0");
+    assert_eq!(replies, expected, "one reply per request");
+    assert_eq!(fs::read(sandbox.target().join("next")).unwrap(), b"abc");
+}
+
+#[test]
+fn a_source_read_error_reaches_the_sink_and_the_rest_arrives() {
+    let sandbox = Sandbox::new();
+    let events = Captured::default();
+    let stream = b"C0644 3 bad\n\0\0\0\x01scp: bad: Input/output error\nC0644 2 good\nok\0";
+    let (outcome, _) = sink_against(stream, &sandbox.target(), options(false, false), &events);
+    assert_eq!(outcome, Ok(Summary { errors: 1 }));
+    assert_eq!(
+        events.peer(),
+        vec!["scp: bad: Input/output error".to_owned()]
+    );
+    assert_eq!(fs::read(sandbox.target().join("good")).unwrap(), b"ok");
+}
+
+#[test]
+fn terminal_escapes_are_shown_escaped() {
+    // The engine hands messages over raw; what reaches the terminal is
+    // escaped by the reporter, checked here through the binary with a fake
+    // server program that sends the stream.
+    let work = tempfile::tempdir().unwrap();
+    let stream = work.path().join("stream");
+    write(
+        &stream,
+        b"\x01\x1b]0;owned\x07 \x1b[2J message\nC0644 2 \x1b[31mred\nok\0",
+    );
+    let fake = fake_server(work.path(), &stream);
+    fs::create_dir(work.path().join("down")).unwrap();
+    let output = run(rscp()
+        .arg("-T")
+        .arg("-S")
+        .arg(&fake)
+        .arg("host:whatever")
+        .arg(work.path().join("down")));
+    assert_exit(&output, 1);
+    let err = output.stderr.clone();
+    assert!(
+        !err.contains(&0x1b),
+        "raw escape reached stderr: {:?}",
+        stderr(&output)
+    );
+    assert!(!err.contains(&0x07), "raw bell reached stderr");
+    assert_eq!(stderr(&output), "\\033]0;owned\\007 \\033[2J message\n");
+    // The oddly named file itself is allowed with -T, and lands inside.
+    assert_eq!(
+        fs::read(work.path().join("down/\x1b[31mred")).unwrap(),
+        b"ok"
+    );
+}
+
+/// A `-S` program that plays a server: waits for the sink's go-ahead, sends
+/// `stream`, then swallows whatever comes back.
+fn fake_server(dir: &Path, stream: &Path) -> PathBuf {
+    let script = dir.join("fake-ssh");
+    fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nhead -c1 >/dev/null\ncat '{}'\nexec cat >/dev/null\n",
+            stream.display()
+        ),
+    )
+    .unwrap();
+    chmod(&script, 0o755);
+    script
+}
+
+#[test]
+fn hostile_names_through_the_binary_exit_1_with_nothing_outside() {
+    let work = tempfile::tempdir().unwrap();
+    fs::create_dir(work.path().join("target")).unwrap();
+    let stream = work.path().join("stream");
+    write(&stream, b"C0644 5 ../escaped\nhello\0");
+    let fake = fake_server(work.path(), &stream);
+    let output = run(rscp()
+        .arg("-S")
+        .arg(&fake)
+        .arg("host:escaped")
+        .arg(work.path().join("target")));
+    assert_exit(&output, 1);
+    assert_eq!(
+        stderr(&output),
+        "rscp: protocol error: unexpected filename: ../escaped\n"
+    );
+    assert!(!work.path().join("escaped").exists());
+    assert!(listing(&work.path().join("target")).is_empty());
+}
