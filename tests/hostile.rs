@@ -414,7 +414,7 @@ fn a_sink_that_replies_twice_is_caught() {
     );
 
     // Two replies to the go-ahead.
-    let outcome = source_against(vec![Say(b"\0\0")], false, &[a.clone()], &events);
+    let outcome = source_against(vec![Say(b"\0\0")], false, std::slice::from_ref(&a), &events);
     assert_eq!(
         outcome,
         protocol_error("more than one reply to one request")
@@ -461,7 +461,7 @@ fn a_sink_that_refuses_or_dies_is_reported() {
     let outcome = source_against(
         vec![Say(b"\0"), Line, Say(b"\x02disk on fire\n")],
         false,
-        &[file.clone()],
+        std::slice::from_ref(&file),
         &events,
     );
     assert_eq!(outcome, Err(SessionError::PeerFailed));
@@ -471,7 +471,7 @@ fn a_sink_that_refuses_or_dies_is_reported() {
     let outcome = source_against(
         vec![Say(b"\0"), Line, Say(b"\0")],
         true,
-        &[file.clone()],
+        std::slice::from_ref(&file),
         &events,
     );
     assert_eq!(outcome, Err(SessionError::LostConnection));
