@@ -13,6 +13,10 @@ use std::time::{Duration, Instant};
 
 pub const SSHD: &str = "/usr/sbin/sshd";
 
+/// Shared with scripts/demo, so the two cannot drift apart.
+const SSHD_CONFIG: &str = include_str!("../fixture/sshd_config.in");
+const SSH_CONFIG: &str = include_str!("../fixture/ssh_config.in");
+
 /// The rscp binary under test.
 pub fn rscp() -> Command {
     Command::new(env!("CARGO_BIN_EXE_rscp"))
@@ -74,24 +78,12 @@ impl Sshd {
         for _attempt in 0..5 {
             let port = free_port();
             let config = d.join("sshd_config");
-            fs::write(
-                &config,
-                format!(
-                    "ListenAddress 127.0.0.1:{port}\n\
-                     HostKey {dir}/host_key\n\
-                     AuthorizedKeysFile {dir}/authorized_keys\n\
-                     PidFile none\n\
-                     PermitRootLogin yes\n\
-                     StrictModes no\n\
-                     UsePAM no\n\
-                     PasswordAuthentication no\n\
-                     KbdInteractiveAuthentication no\n\
-                     LogLevel VERBOSE\n\
-                     {extra}\n",
-                    dir = d.display()
-                ),
-            )
-            .expect("sshd_config");
+            let filled = |template: &str| {
+                template
+                    .replace("@PORT@", &port.to_string())
+                    .replace("@DIR@", &d.display().to_string())
+            };
+            fs::write(&config, filled(SSHD_CONFIG) + extra + "\n").expect("sshd_config");
             let log = fs::File::create(d.join("sshd.log")).expect("sshd.log");
             let mut child = Command::new(SSHD)
                 .arg("-D")
@@ -112,22 +104,7 @@ impl Sshd {
                     .join(" ");
                 fs::write(d.join("known_hosts"), format!("[127.0.0.1]:{port} {key}\n"))
                     .expect("known_hosts");
-                fs::write(
-                    d.join("ssh_config"),
-                    format!(
-                        "Host *\n\
-                         \tPort {port}\n\
-                         \tIdentityFile {dir}/client_key\n\
-                         \tIdentitiesOnly yes\n\
-                         \tUserKnownHostsFile {dir}/known_hosts\n\
-                         \tGlobalKnownHostsFile /dev/null\n\
-                         \tStrictHostKeyChecking yes\n\
-                         \tBatchMode yes\n\
-                         \tLogLevel ERROR\n",
-                        dir = d.display()
-                    ),
-                )
-                .expect("ssh_config");
+                fs::write(d.join("ssh_config"), filled(SSH_CONFIG)).expect("ssh_config");
                 return Some(Sshd { dir, port, child });
             }
             let _ = child.kill();
