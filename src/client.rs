@@ -9,11 +9,12 @@ use std::pin::Pin;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::cli::Invocation;
-use crate::escape::{for_terminal, io_reason};
+use crate::escape::{for_terminal, path_for_terminal};
 use crate::operand::Remote;
 use crate::plan::{self, Destination, ToLocal, ToRemote};
 use crate::protocol::{
     CHUNK, Events, NameFilter, SessionError, Sink, SinkOptions, Source, SourceOptions,
+    require_directory,
 };
 use crate::report::{self, LocalEnd};
 use crate::transport::{Completion, ProgramTransport, Transport};
@@ -57,7 +58,9 @@ pub async fn run(invocation: &Invocation, events: &dyn Events, umask: u32) -> bo
         events,
         transport,
         umask,
-        target_must_be_directory: plan.target_must_be_directory,
+        // More than one source, or `-d` given by hand (as scp allows).
+        target_must_be_directory: plan.target_must_be_directory
+            || invocation.target_must_be_directory,
         failed: false,
     };
     match &plan.destination {
@@ -144,20 +147,10 @@ impl<'a> Client<'a> {
     }
 
     async fn download_all(&mut self, steps: &[ToLocal], target: &Path) {
-        if self.target_must_be_directory {
-            let problem = match fs::metadata(target) {
-                Ok(meta) if meta.is_dir() => None,
-                Ok(_) => Some("Not a directory".to_owned()),
-                Err(e) => Some(io_reason(&e)),
-            };
-            if let Some(why) = problem {
-                self.fail(&format!(
-                    "{}: {}",
-                    for_terminal(target.as_os_str().as_bytes()),
-                    why
-                ));
-                return;
-            }
+        if self.target_must_be_directory
+            && let Err(message) = require_directory(target)
+        {
+            return self.fail(&message);
         }
         for step in steps {
             match step {
@@ -209,8 +202,8 @@ impl<'a> Client<'a> {
         {
             return self.fail(&format!(
                 "cannot copy a directory, '{}', into itself, '{}'",
-                for_terminal(source.as_os_str().as_bytes()),
-                for_terminal(inside.as_os_str().as_bytes()),
+                path_for_terminal(source),
+                path_for_terminal(&inside),
             ));
         }
         let (source_end, sink_end) = tokio::io::duplex(2 * CHUNK);

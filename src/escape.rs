@@ -26,6 +26,12 @@ pub fn for_terminal(bytes: &[u8]) -> String {
     out
 }
 
+/// A path for a message: its bytes, escaped as [`for_terminal`] does.
+pub fn path_for_terminal(path: &std::path::Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    for_terminal(path.as_os_str().as_bytes())
+}
+
 fn push_octal(out: &mut String, byte: u8) {
     out.push('\\');
     out.push(char::from(b'0' + (byte >> 6)));

@@ -15,7 +15,7 @@ mod wire;
 use std::fmt;
 
 pub use names::NameFilter;
-pub use sink::{Sink, SinkOptions};
+pub use sink::{Sink, SinkOptions, require_directory};
 pub use source::{Source, SourceOptions};
 
 /// Size of the buffers file data moves in.

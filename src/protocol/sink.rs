@@ -16,7 +16,7 @@ use super::names::NameFilter;
 use super::record::{self, Record, Times};
 use super::wire::{Reply, Wire};
 use super::{CHUNK, Events, SessionError, Summary, blocking};
-use crate::escape::{for_terminal, io_reason};
+use crate::escape::{io_reason, path_for_terminal as shown};
 
 /// Permission bits plus setuid, setgid and sticky: what `-p` restores.
 const ALL_MODE_BITS: u32 = 0o7777;
@@ -95,19 +95,13 @@ where
     }
 
     async fn receive(&mut self, target: &Path) -> Result<(), SessionError> {
-        if self.options.target_must_be_directory {
-            let problem = match fs::metadata(target) {
-                Ok(meta) if meta.is_dir() => None,
-                Ok(_) => Some("Not a directory".to_owned()),
-                Err(e) => Some(io_reason(&e)),
-            };
-            if let Some(why) = problem {
-                let message = format!("{}: {}", shown(target), why);
-                self.errors += 1;
-                self.events.error(&message);
-                self.wire.send_fatal(&message).await;
-                return Err(SessionError::Refused);
-            }
+        if self.options.target_must_be_directory
+            && let Err(message) = require_directory(target)
+        {
+            self.errors += 1;
+            self.events.error(&message);
+            self.wire.send_fatal(&message).await;
+            return Err(SessionError::Refused);
         }
         self.wire.send_ok().await?;
         let target_is_directory = fs::metadata(target).is_ok_and(|m| m.is_dir());
@@ -373,6 +367,16 @@ where
     }
 }
 
+/// scp's `verifydir`: `Err("path: why")` unless `path` is a directory.
+pub fn require_directory(path: &Path) -> Result<(), String> {
+    let why = match fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => return Ok(()),
+        Ok(_) => "Not a directory".to_owned(),
+        Err(e) => io_reason(&e),
+    };
+    Err(format!("{}: {}", shown(path), why))
+}
+
 /// Where a received name goes: inside the directory being received, inside
 /// the target directory, or (a single file) the target itself.
 fn destination(target: &Path, target_is_directory: bool, open: &[Frame], name: &[u8]) -> PathBuf {
@@ -413,8 +417,4 @@ fn set_path_times(path: &Path, times: Times) -> std::io::Result<()> {
         UtimensatFlags::FollowSymlink,
     )
     .map_err(std::io::Error::from)
-}
-
-fn shown(path: &Path) -> String {
-    for_terminal(path.as_os_str().as_bytes())
 }

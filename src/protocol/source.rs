@@ -11,7 +11,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 
 use super::wire::{Reply, Wire};
 use super::{CHUNK, Events, SessionError, Summary, blocking, record};
-use crate::escape::{for_terminal, io_reason};
+use crate::escape::{io_reason, path_for_terminal as shown};
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SourceOptions {
@@ -409,10 +409,6 @@ fn last_component(path: &Path) -> &[u8] {
         Some(slash) => &bytes[slash + 1..],
         None => bytes,
     }
-}
-
-fn shown(path: &Path) -> String {
-    for_terminal(path.as_os_str().as_bytes())
 }
 
 #[cfg(test)]
