@@ -149,6 +149,45 @@ fn a_leading_dash_after_double_dash() {
 }
 
 #[test]
+fn dot_is_copied_under_its_real_name() {
+    let work = tempfile::tempdir().unwrap();
+    sample_tree(&work.path().join("project"));
+    let out = run(rscp()
+        .current_dir(work.path().join("project"))
+        .args(["-r", ".", "../copy"]));
+    assert_success(&out);
+    assert_same_tree(&work.path().join("project"), &work.path().join("copy"));
+    fs::create_dir(work.path().join("into")).unwrap();
+    let out = run(rscp()
+        .current_dir(work.path().join("project"))
+        .args(["-r", ".", "../into"]));
+    assert_success(&out);
+    assert_same_tree(
+        &work.path().join("project"),
+        &work.path().join("into/project"),
+    );
+}
+
+#[test]
+fn dash_d_requires_a_directory_target() {
+    let work = tempfile::tempdir().unwrap();
+    write(work.path().join("f"), b"f");
+    let out = run(rscp()
+        .arg("-d")
+        .arg(work.path().join("f"))
+        .arg(work.path().join("g")));
+    assert_exit(&out, 1);
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "rscp: {}: No such file or directory\n",
+            work.path().join("g").display()
+        )
+    );
+    assert!(!work.path().join("g").exists());
+}
+
+#[test]
 fn copying_a_directory_into_itself_is_refused() {
     let work = tempfile::tempdir().unwrap();
     write(work.path().join("d/f"), b"f");

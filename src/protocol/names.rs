@@ -86,7 +86,15 @@ impl NameFilter {
                 continue;
             };
             for alternative in expanded {
-                patterns.push(Pattern::Glob(compile(last_component(&alternative))));
+                let last = last_component(&alternative);
+                let bytes: Vec<u8> = last.iter().map(|l| l.byte).collect();
+                // `.` and `..` stand for a directory whose name the
+                // source chooses (rscp sends its real name).
+                patterns.push(if bytes == b"." || bytes == b".." {
+                    Pattern::Any
+                } else {
+                    Pattern::Glob(compile(last))
+                });
                 if patterns.len() > MAX_PATTERNS {
                     return NameFilter::any();
                 }
@@ -553,9 +561,10 @@ mod tests {
     }
 
     #[test]
-    fn the_home_directory_itself_matches_nothing_named() {
-        // `host:` asks for `.`: no received name can be `.`.
-        assert!(!allows(".", "anything"));
+    fn dot_requests_take_the_name_the_source_gives() {
+        // `host:` asks for `.`, the login directory, under its real name.
+        assert!(allows(".", "alice"));
+        assert!(allows("/srv/data/..", "srv"));
         assert!(!allows("/", "x"));
     }
 

@@ -189,7 +189,7 @@ where
         if self.options.preserve && !self.send_times(meta).await? {
             return Ok(None);
         }
-        let line = record::directory_line(meta.mode(), last_component(path));
+        let line = record::directory_line(meta.mode(), &directory_name(path));
         self.debug(b"Entering directory: ", &line);
         self.send_record(&line).await?;
         if !self.expect_ok().await? {
@@ -400,6 +400,20 @@ fn trim_trailing_slashes(path: &Path) -> PathBuf {
         .rposition(|&b| b != b'/')
         .map_or(1.min(bytes.len()), |i| i + 1);
     PathBuf::from(OsStr::from_bytes(&bytes[..end]))
+}
+
+/// The name a directory is sent under. `.` and `..` would be refused by
+/// any sink (scp sends them anyway), so they go under the real name of the
+/// directory they stand for.
+fn directory_name(path: &Path) -> Vec<u8> {
+    let last = last_component(path);
+    if last == b"." || last == b".." {
+        let real = fs::canonicalize(path).ok();
+        if let Some(name) = real.as_deref().and_then(Path::file_name) {
+            return name.as_bytes().to_vec();
+        }
+    }
+    last.to_vec()
 }
 
 /// What follows the last `/` (the name that is sent).
