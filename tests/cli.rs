@@ -137,15 +137,16 @@ fn bad_operands_fail_that_operand_only() {
     assert_eq!(stderr(&out), "rscp: scp://host:0/x: invalid uri\n");
 }
 
-/// A `-S` program that records its arguments, one per line, and exits
-/// (rscp then reports a lost connection, which these tests ignore).
-fn recording_program(dir: &Path) -> (PathBuf, PathBuf) {
+/// A `-S` program that records its arguments, one per line, then runs the
+/// shell commands `then` (nothing: rscp sees a lost connection, which the
+/// tests that only look at the arguments ignore).
+fn recording_program(dir: &Path, then: &str) -> (PathBuf, PathBuf) {
     let log = dir.join("argv");
     let script = dir.join("record-ssh");
     fs::write(
         &script,
         format!(
-            "#!/bin/sh\n: > '{log}'\nfor a in \"$@\"; do printf '%s\\n' \"$a\" >> '{log}'; done\n",
+            "#!/bin/sh\nfor a in \"$@\"; do printf '%s\\n' \"$a\" >> '{log}'; done\n{then}\n",
             log = log.display()
         ),
     )
@@ -165,7 +166,7 @@ fn recorded(log: &Path) -> Vec<String> {
 #[test]
 fn the_ssh_program_gets_scps_argument_layout() {
     let work = tempfile::tempdir().unwrap();
-    let (program, log) = recording_program(work.path());
+    let (program, log) = recording_program(work.path(), "");
     write(work.path().join("f"), b"x");
     let out = run(rscp()
         .args([
@@ -229,7 +230,7 @@ fn the_ssh_program_gets_scps_argument_layout() {
 #[test]
 fn remote_commands_are_scps() {
     let work = tempfile::tempdir().unwrap();
-    let (program, log) = recording_program(work.path());
+    let (program, log) = recording_program(work.path(), "");
     write(work.path().join("f"), b"x");
     let cases: Vec<(Vec<String>, &str, &str)> = vec![
         // target, last argument expected, host expected
@@ -258,18 +259,8 @@ fn remote_commands_are_scps() {
 #[test]
 fn download_commands_are_scps() {
     let work = tempfile::tempdir().unwrap();
-    let log = work.path().join("argv");
-    let script = work.path().join("record-ssh");
-    // As a source that sends nothing: reads the go-ahead, ends.
-    fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\nfor a in \"$@\"; do printf '%s\\n' \"$a\" >> '{}'; done\nhead -c1 >/dev/null\n",
-            log.display()
-        ),
-    )
-    .unwrap();
-    chmod(&script, 0o755);
+    // As a source with nothing to send: takes the go-ahead and ends.
+    let (script, log) = recording_program(work.path(), "head -c1 >/dev/null");
     let out = run(rscp()
         .arg("-S")
         .arg(&script)

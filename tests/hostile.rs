@@ -97,11 +97,7 @@ fn sink_against(
     options: SinkOptions,
     events: &Captured,
 ) -> (Result<Summary, SessionError>, Vec<u8>) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    runtime().block_on(async {
         let (ours, theirs) = tokio::io::duplex(1 << 20);
         let (our_read, our_write) = tokio::io::split(ours);
         let (mut their_read, mut their_write) = tokio::io::split(theirs);
@@ -280,15 +276,6 @@ fn setuid_bits_are_dropped_without_p() {
     assert_eq!(mode(sandbox.target().join("dir/inner")), 0o777 & !umask);
 }
 
-fn current_umask() -> u32 {
-    let out = std::process::Command::new("sh")
-        .arg("-c")
-        .arg("umask")
-        .output()
-        .unwrap();
-    u32::from_str_radix(String::from_utf8_lossy(&out.stdout).trim(), 8).unwrap()
-}
-
 #[test]
 fn with_p_the_exact_mode_is_kept() {
     let sandbox = Sandbox::new();
@@ -335,11 +322,7 @@ fn source_against(
     files: &[PathBuf],
     events: &Captured,
 ) -> Result<Summary, SessionError> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    runtime().block_on(async {
         let (ours, theirs) = tokio::io::duplex(1 << 20);
         let (our_read, our_write) = tokio::io::split(ours);
         let (their_read, mut their_write) = tokio::io::split(theirs);

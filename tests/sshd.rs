@@ -135,15 +135,6 @@ fn without_p_modes_follow_the_umask_and_times_are_new() {
     );
 }
 
-fn current_umask() -> u32 {
-    let out = std::process::Command::new("sh")
-        .arg("-c")
-        .arg("umask")
-        .output()
-        .unwrap();
-    u32::from_str_radix(String::from_utf8_lossy(&out.stdout).trim(), 8).unwrap()
-}
-
 #[test]
 fn clobbering_truncates_and_keeps_the_existing_mode() {
     let Some(sshd) = Sshd::start() else { return };

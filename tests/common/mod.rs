@@ -374,3 +374,21 @@ pub fn assert_exit(output: &Output, code: i32) {
 pub fn os(s: &str) -> &OsStr {
     OsStr::new(s)
 }
+
+/// This process's umask (children inherit it).
+pub fn current_umask() -> u32 {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("umask")
+        .output()
+        .expect("umask");
+    u32::from_str_radix(String::from_utf8_lossy(&out.stdout).trim(), 8).expect("octal umask")
+}
+
+/// A current-thread runtime, as rscp itself uses.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
