@@ -105,11 +105,14 @@ fn help_and_version() {
 fn bad_operands_fail_that_operand_only() {
     let work = tempfile::tempdir().unwrap();
     write(work.path().join("ok"), b"ok");
-    let out = run(rscp()
-        .arg("b c@host:x")
-        .arg("scp://[::1]/x")
-        .arg(work.path().join("ok"))
-        .arg(work.path().join("dest")));
+    let attempt = || {
+        run(rscp()
+            .arg("b c@host:x")
+            .arg("scp://[::1]/x")
+            .arg(work.path().join("ok"))
+            .arg(work.path().join("dest")))
+    };
+    let out = attempt();
     assert_exit(&out, 1);
     assert_eq!(
         stderr(&out),
@@ -120,11 +123,7 @@ fn bad_operands_fail_that_operand_only() {
         "several sources and a missing target directory: nothing is tried"
     );
     fs::create_dir(work.path().join("dest")).unwrap();
-    let out = run(rscp()
-        .arg("b c@host:x")
-        .arg("scp://[::1]/x")
-        .arg(work.path().join("ok"))
-        .arg(work.path().join("dest")));
+    let out = attempt();
     assert_exit(&out, 1);
     assert_eq!(
         stderr(&out),
