@@ -267,6 +267,7 @@ where
         size: u64,
         new_file: bool,
     ) -> Result<Option<String>, SessionError> {
+        let mode = blocking::Mode::for_size(size);
         let mut in_flight: Option<blocking::Pending> = None;
         let mut failure: Option<String> = None;
         let mut offset = 0u64;
@@ -289,7 +290,7 @@ where
             if skip {
                 self.buffers.push(buf);
             } else {
-                in_flight = Some(blocking::write_at(file.clone(), buf, len, offset));
+                in_flight = Some(blocking::write_at(mode, file.clone(), buf, len, offset));
             }
             offset += len as u64;
         }

@@ -244,8 +244,10 @@ where
             self.wire.send_ok().await?;
             return Ok(None);
         }
+        let mode = blocking::Mode::for_size(size);
         let [first, mut spare] = std::mem::take(&mut self.buffers).map(with_capacity);
         let mut next = Some(blocking::read_at(
+            mode,
             file.clone(),
             sized(first, chunk_len(size, 0)),
             0,
@@ -268,8 +270,8 @@ where
             if sent < size {
                 let following = sized(std::mem::take(&mut spare), chunk_len(size, sent));
                 next = Some(match failure {
-                    None => blocking::read_at(file.clone(), following, sent),
-                    Some(_) => zeros(following),
+                    None => blocking::read_at(mode, file.clone(), following, sent),
+                    Some(_) => blocking::zeros(following),
                 });
             } else if failure.is_none() {
                 // The `\0` after the data travels with the last chunk.
@@ -383,13 +385,6 @@ fn with_capacity(buf: Vec<u8>) -> Vec<u8> {
 fn sized(mut buf: Vec<u8>, len: usize) -> Vec<u8> {
     buf.resize(len, 0);
     buf
-}
-
-/// A completed "read" of zeros, for the padding after a failed read.
-fn zeros(mut buf: Vec<u8>) -> blocking::Pending {
-    buf.fill(0);
-    let len = buf.len();
-    tokio::task::spawn(async move { (buf, Ok(len)) })
 }
 
 /// scp strips trailing slashes (but keeps a lone `/`).
