@@ -661,6 +661,20 @@ fn terminal_escapes_are_shown_escaped() {
     );
     assert!(!err.contains(&0x07), "raw bell reached stderr");
     assert_eq!(stderr(&output), "\\033]0;owned\\007 \\033[2J message\n");
+
+    // The name itself, as -v shows it.
+    let verbose = run(rscp()
+        .arg("-Tv")
+        .arg("-S")
+        .arg(&fake)
+        .arg("host:whatever")
+        .arg(work.path().join("down")));
+    assert!(!verbose.stderr.contains(&0x1b), "raw escape in -v output");
+    assert!(
+        stderr(&verbose).contains("Sink: C0644 2 \\033[31mred\n"),
+        "{}",
+        stderr(&verbose)
+    );
     // The oddly named file itself is allowed with -T, and lands inside.
     assert_eq!(
         fs::read(work.path().join("down/\x1b[31mred")).unwrap(),
