@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod client;
+pub mod config;
 pub mod escape;
 pub mod operand;
 pub mod plan;
