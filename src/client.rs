@@ -17,6 +17,7 @@ use crate::protocol::{
     require_directory,
 };
 use crate::report::{self, LocalEnd};
+use crate::transport::ssh::NativeTransport;
 use crate::transport::{Completion, ProgramTransport, Transport};
 
 type RemoteSource<'e> = Source<'e, Pin<Box<dyn AsyncRead + Send>>, Pin<Box<dyn AsyncWrite + Send>>>;
@@ -45,14 +46,17 @@ pub async fn run(invocation: &Invocation, events: &dyn Events, umask: u32) -> bo
             return false;
         }
     };
-    let transport = Transport::Program(ProgramTransport {
-        program: invocation
-            .ssh_program
-            .clone()
-            .unwrap_or_else(|| OsString::from("ssh")),
-        ssh_args: invocation.ssh_args.clone(),
-        port: invocation.port,
-    });
+    let transport = match &invocation.ssh_program {
+        Some(program) => Transport::Program(ProgramTransport {
+            program: program.clone(),
+            ssh_args: invocation.ssh_args.clone(),
+            port: invocation.port,
+        }),
+        None => Transport::Native(Box::new(NativeTransport::new(
+            &invocation.ssh_args,
+            invocation.port,
+        ))),
+    };
     let mut client = Client {
         invocation,
         events,
@@ -67,6 +71,7 @@ pub async fn run(invocation: &Invocation, events: &dyn Events, umask: u32) -> bo
         Destination::Remote { target, steps } => client.upload_all(steps, target).await,
         Destination::Local { target, steps } => client.download_all(steps, Path::new(target)).await,
     }
+    client.transport.close().await;
     !client.failed
 }
 

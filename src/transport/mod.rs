@@ -1,11 +1,12 @@
 //! Byte pipes to a remote `scp -t` / `scp -f`.
 //!
-//! Today there is one way to reach a remote host: run an ssh-compatible
-//! program (`-S`, or `ssh` from PATH). Server mode talks over the process's
-//! own stdin and stdout and needs no transport.
+//! Two ways to reach a remote host: rscp's own SSH client (the default), or
+//! an ssh-compatible program given with `-S`. Server mode talks over the
+//! process's own stdin and stdout and needs no transport.
 
 pub mod children;
 mod program;
+pub mod ssh;
 
 use std::ffi::OsStr;
 use std::pin::Pin;
@@ -28,6 +29,7 @@ pub struct Channel {
 /// the means to learn how the remote command ended.
 pub enum Completion {
     Program(program::RunningProgram),
+    Native(ssh::channel::ChannelCompletion),
 }
 
 impl Completion {
@@ -36,6 +38,7 @@ impl Completion {
     pub async fn wait(self) -> Result<(), String> {
         match self {
             Completion::Program(running) => running.wait().await,
+            Completion::Native(channel) => channel.wait().await,
         }
     }
 
@@ -44,12 +47,14 @@ impl Completion {
     pub async fn terminate(self) {
         match self {
             Completion::Program(running) => running.terminate().await,
+            Completion::Native(channel) => channel.terminate().await,
         }
     }
 }
 
 pub enum Transport {
     Program(ProgramTransport),
+    Native(Box<ssh::NativeTransport>),
 }
 
 impl Transport {
@@ -63,6 +68,14 @@ impl Transport {
     ) -> Result<Channel, String> {
         match self {
             Transport::Program(program) => program.exec(remote, command, events),
+            Transport::Native(native) => native.exec(remote, command, events).await,
+        }
+    }
+
+    /// Ends the run's connections.
+    pub async fn close(&self) {
+        if let Transport::Native(native) = self {
+            native.close().await;
         }
     }
 }

@@ -1,0 +1,411 @@
+//! One SSH connection: reaching the host (directly, through ProxyCommand or
+//! through ProxyJump hosts), checking its key, authenticating.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use russh::client::{self, Handle, Session};
+use russh::keys::PublicKeyOrCertificate;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpSocket, TcpStream};
+
+use super::algorithms;
+use super::auth;
+use super::host_key::{HostKeyPolicy, ServerKey, Verdict};
+use super::known_hosts::{self, KnownHosts};
+use super::log::Log;
+use crate::config::{self, AddressFamily, Settings};
+
+/// Channel window we advertise: large, so that downloads are not capped at
+/// window / round-trip time on long links (OpenSSH uses 2 MiB).
+const WINDOW_SIZE: u32 = 16 * 1024 * 1024;
+const MAX_PACKET_SIZE: u32 = 32 * 1024;
+
+/// Used when ServerAliveInterval is not set, so that a peer that vanished
+/// without closing the connection is noticed (ssh would wait for TCP).
+const DEFAULT_ALIVE_INTERVAL: Duration = Duration::from_secs(15);
+
+/// A byte stream to the server, whatever carries it.
+pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+/// russh's handler: checks the host key with our policy.
+pub struct Client {
+    policy: Arc<HostKeyPolicy>,
+    state: Arc<Mutex<HandshakeState>>,
+    log: Log,
+}
+
+#[derive(Debug, Default)]
+pub struct HandshakeState {
+    pub verdict: Option<Verdict>,
+    /// The key accepted at the first exchange; re-keying shows it again.
+    accepted: Option<ServerKey>,
+}
+
+impl client::Handler for Client {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        key: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        let key = ServerKey::from(key);
+        let already = self
+            .state
+            .lock()
+            .map(|s| s.accepted.clone())
+            .unwrap_or_default();
+        if let Some(accepted) = already {
+            return Ok(accepted.public_key().key_data() == key.public_key().key_data());
+        }
+        let policy = self.policy.clone();
+        let checked = key.clone();
+        let verdict = tokio::task::spawn_blocking(move || policy.decide(&checked))
+            .await
+            .unwrap_or(Verdict::Refused);
+        if let Ok(mut state) = self.state.lock() {
+            state.verdict = Some(verdict);
+            if verdict != Verdict::Refused {
+                state.accepted = Some(key);
+            }
+        }
+        Ok(verdict != Verdict::Refused)
+    }
+
+    async fn auth_banner(
+        &mut self,
+        banner: &str,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if !self.log.quiet() {
+            use std::io::Write;
+            let text = crate::escape::for_terminal(banner.trim_end_matches('\n').as_bytes());
+            let _ = writeln!(std::io::stderr().lock(), "{text}");
+        }
+        Ok(())
+    }
+
+    async fn kex_done(
+        &mut self,
+        _shared_secret: Option<&[u8]>,
+        names: &russh::Names,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.log
+            .debug1(&format!("kex: algorithm: {}", names.kex.as_ref()));
+        self.log
+            .debug1(&format!("kex: host key algorithm: {}", names.key.as_str()));
+        self.log.debug1(&format!(
+            "kex: cipher: {} MAC: {} compression: {:?}",
+            names.cipher.as_ref(),
+            names.client_mac.as_ref(),
+            names.client_compression
+        ));
+        Ok(())
+    }
+}
+
+/// What a connection needs besides the destination's own settings: how to
+/// read the settings of jump hosts.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// The request for the destination, to derive jump hosts' requests.
+    pub template: config::Request,
+}
+
+/// Connects and authenticates. The error is the message for the user.
+pub fn connect<'a>(
+    settings: &'a Settings,
+    context: &'a Context,
+    log: Log,
+) -> Pin<Box<dyn Future<Output = Result<Handle<Client>, String>> + Send + 'a>> {
+    Box::pin(async move {
+        let known = KnownHosts::load(
+            &[
+                settings.user_known_hosts_files.clone(),
+                settings.global_known_hosts_files.clone(),
+            ]
+            .concat(),
+        );
+        let name = known_hosts::lookup_name(
+            &settings.hostname,
+            settings.port,
+            settings.host_key_alias.as_deref(),
+        );
+        let preferred = algorithms::preferred(
+            settings,
+            &known.known_algorithms(&name),
+            known.has_authority_for(&name),
+        )?;
+        let (stream, address) = open_stream(settings, context, log).await?;
+        let policy = HostKeyPolicy {
+            address,
+            principal: settings.hostname.clone(),
+            strict: settings.strict_host_key_checking,
+            batch_mode: settings.batch_mode,
+            learn_to: settings.user_known_hosts_files.first().cloned(),
+            hash: settings.hash_known_hosts,
+            known,
+            quiet: log.quiet(),
+            name,
+        };
+        let state = Arc::new(Mutex::new(HandshakeState::default()));
+        let client = Client {
+            policy: Arc::new(policy),
+            state: state.clone(),
+            log,
+        };
+        let russh_config = client::Config {
+            preferred,
+            window_size: WINDOW_SIZE,
+            maximum_packet_size: MAX_PACKET_SIZE,
+            keepalive_interval: Some(
+                settings
+                    .server_alive_interval
+                    .unwrap_or(DEFAULT_ALIVE_INTERVAL),
+            ),
+            keepalive_max: settings.server_alive_count_max as usize,
+            nodelay: true,
+            ..client::Config::default()
+        };
+        let handshake = client::connect_stream(Arc::new(russh_config), stream, client);
+        let handshake = match settings.connect_timeout {
+            Some(limit) => tokio::time::timeout(limit, handshake)
+                .await
+                .map_err(|_| "Connection timed out during banner exchange".to_owned())?,
+            None => handshake.await,
+        };
+        let verdict = state.lock().ok().and_then(|s| s.verdict);
+        let mut handle = match handshake {
+            Ok(handle) => handle,
+            Err(_) if verdict == Some(Verdict::Refused) => {
+                return Err("Host key verification failed.".into());
+            }
+            Err(e) => {
+                return Err(format!(
+                    "Connection to {} port {}: {e}",
+                    settings.hostname, settings.port
+                ));
+            }
+        };
+        let key_only = verdict == Some(Verdict::KeyAuthenticationOnly);
+        auth::authenticate(&mut handle, settings, key_only, &log).await?;
+        Ok(handle)
+    })
+}
+
+/// Opens the byte stream the SSH session runs over. Also returns the
+/// address to show in the host key question.
+async fn open_stream(
+    settings: &Settings,
+    context: &Context,
+    log: Log,
+) -> Result<(Box<dyn Stream>, String), String> {
+    if let Some(jumps) = &settings.proxy_jump {
+        return through_jump_hosts(jumps, settings, context, log).await;
+    }
+    if let Some(command) = &settings.proxy_command {
+        log.debug1(&format!("Executing proxy command: exec {command}"));
+        let stream = super::proxy::ProxyCommand::spawn(command)?;
+        return Ok((Box::new(stream), "<no hostip for proxy command>".into()));
+    }
+    let stream = tcp(settings, log).await?;
+    let peer = stream
+        .peer_addr()
+        .map(|a| known_hosts::lookup_name(&a.ip().to_string(), a.port(), None))
+        .unwrap_or_default();
+    Ok((Box::new(stream), peer))
+}
+
+/// `-J a,b`: connect to `a`, from there to `b`, from there to the
+/// destination. Each hop reads its own settings (from the same files).
+async fn through_jump_hosts(
+    jumps: &str,
+    settings: &Settings,
+    context: &Context,
+    log: Log,
+) -> Result<(Box<dyn Stream>, String), String> {
+    let hops: Vec<&str> = jumps.split(',').collect();
+    let (last, earlier) = hops.split_last().ok_or("empty ProxyJump")?;
+    let (user, host, port) = parse_jump(last)?;
+    let mut request = context.template.clone();
+    request.host = host;
+    request.user = user;
+    request.port = port;
+    request.command_line = context
+        .template
+        .command_line
+        .iter()
+        .filter(|line| line.to_ascii_lowercase().starts_with("loglevel"))
+        .cloned()
+        .collect();
+    request.command_line.push(if earlier.is_empty() {
+        "ProxyJump none".into()
+    } else {
+        format!("ProxyJump {}", earlier.join(","))
+    });
+    let jump_settings = config::resolve(&request).map_err(|e| e.to_string())?;
+    log.debug1(&format!(
+        "Setting implicit ProxyCommand from ProxyJump: {}",
+        jumps
+    ));
+    let jump = connect(&jump_settings, context, log).await?;
+    let channel = jump
+        .channel_open_direct_tcpip(
+            settings.hostname.clone(),
+            u32::from(settings.port),
+            "127.0.0.1",
+            0,
+        )
+        .await
+        .map_err(|e| {
+            format!(
+                "channel to {}:{} through {}: {e}",
+                settings.hostname, settings.port, jump_settings.hostname
+            )
+        })?;
+    let stream = super::proxy::JumpStream::new(channel.into_stream(), jump);
+    Ok((Box::new(stream), "<no hostip for proxy command>".into()))
+}
+
+/// `[user@]host[:port]` of a ProxyJump hop (also `ssh://...`).
+fn parse_jump(hop: &str) -> Result<(Option<String>, String, Option<u16>), String> {
+    let hop = hop.strip_prefix("ssh://").unwrap_or(hop);
+    let (user, rest) = match hop.rsplit_once('@') {
+        Some((user, rest)) => (Some(user.to_owned()), rest),
+        None => (None, hop),
+    };
+    let (host, port) = if let Some(inner) = rest.strip_prefix('[') {
+        let (host, after) = inner
+            .split_once(']')
+            .ok_or_else(|| format!("bad ProxyJump host {hop}"))?;
+        (host.to_owned(), after.strip_prefix(':'))
+    } else {
+        match rest.rsplit_once(':') {
+            Some((host, port)) => (host.to_owned(), Some(port)),
+            None => (rest.to_owned(), None),
+        }
+    };
+    let port = match port {
+        Some(text) => Some(
+            crate::operand::parse_port(text).ok_or_else(|| format!("bad ProxyJump port {text}"))?,
+        ),
+        None => None,
+    };
+    if host.is_empty() {
+        return Err(format!("bad ProxyJump host {hop}"));
+    }
+    Ok((user, host, port))
+}
+
+/// A direct TCP connection, trying each address of the host (of the family
+/// asked for) and repeating ConnectionAttempts times.
+async fn tcp(settings: &Settings, log: Log) -> Result<TcpStream, String> {
+    let host = settings.hostname.as_str();
+    let port = settings.port;
+    let mut last_error = String::new();
+    for attempt in 0..settings.connection_attempts.max(1) {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        let addresses: Vec<SocketAddr> = match tokio::net::lookup_host((host, port)).await {
+            Ok(found) => found
+                .filter(|a| match settings.address_family {
+                    AddressFamily::Any => true,
+                    AddressFamily::Inet => a.is_ipv4(),
+                    AddressFamily::Inet6 => a.is_ipv6(),
+                })
+                .collect(),
+            Err(e) => {
+                last_error = format!("Could not resolve hostname {host}: {}", resolve_reason(&e));
+                continue;
+            }
+        };
+        if addresses.is_empty() {
+            last_error = format!(
+                "Could not resolve hostname {host}: Address family for hostname not supported"
+            );
+            continue;
+        }
+        for address in addresses {
+            log.debug1(&format!(
+                "Connecting to {host} [{}] port {port}.",
+                address.ip()
+            ));
+            match connect_one(address, settings).await {
+                Ok(stream) => {
+                    log.debug1("Connection established.");
+                    return Ok(stream);
+                }
+                Err(why) => {
+                    last_error = format!("connect to host {host} port {port}: {why}");
+                    log.debug1(&last_error);
+                }
+            }
+        }
+    }
+    Err(last_error)
+}
+
+async fn connect_one(address: SocketAddr, settings: &Settings) -> Result<TcpStream, String> {
+    let socket = if address.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .map_err(|e| crate::escape::io_reason(&e))?;
+    if let Some(bind) = &settings.bind_address {
+        let ip: std::net::IpAddr = bind
+            .parse()
+            .map_err(|_| format!("bad BindAddress {bind}"))?;
+        socket
+            .bind(SocketAddr::new(ip, 0))
+            .map_err(|e| format!("bind {bind}: {}", crate::escape::io_reason(&e)))?;
+    }
+    let connecting = socket.connect(address);
+    let stream = match settings.connect_timeout {
+        Some(limit) => tokio::time::timeout(limit, connecting)
+            .await
+            .map_err(|_| "Connection timed out".to_owned())?,
+        None => connecting.await,
+    }
+    .map_err(|e| crate::escape::io_reason(&e))?;
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+/// getaddrinfo's words, without Rust's prefix.
+fn resolve_reason(error: &std::io::Error) -> String {
+    let text = error.to_string();
+    text.strip_prefix("failed to lookup address information: ")
+        .unwrap_or(&text)
+        .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jump_hops() {
+        assert_eq!(parse_jump("h").unwrap(), (None, "h".into(), None));
+        assert_eq!(
+            parse_jump("u@h:2222").unwrap(),
+            (Some("u".into()), "h".into(), Some(2222))
+        );
+        assert_eq!(
+            parse_jump("[::1]:22").unwrap(),
+            (None, "::1".into(), Some(22))
+        );
+        assert_eq!(
+            parse_jump("ssh://a@b").unwrap(),
+            (Some("a".into()), "b".into(), None)
+        );
+        assert!(parse_jump("h:0").is_err());
+        assert!(parse_jump("u@").is_err());
+    }
+}

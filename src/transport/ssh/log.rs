@@ -1,0 +1,37 @@
+//! ssh-style diagnostics on stderr (`debug1: ...`), by LogLevel.
+
+use crate::config::LogLevel;
+use crate::escape::for_terminal;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Log {
+    pub level: LogLevel,
+}
+
+impl Log {
+    pub fn debug1(&self, text: &str) {
+        self.at(LogLevel::Debug1, text);
+    }
+
+    pub fn debug2(&self, text: &str) {
+        self.at(LogLevel::Debug2, text);
+    }
+
+    /// `-q` or LogLevel QUIET (or FATAL, ERROR): warnings are not shown.
+    pub fn quiet(&self) -> bool {
+        self.level < LogLevel::Info
+    }
+
+    fn at(&self, level: LogLevel, text: &str) {
+        if self.level >= level {
+            use std::io::Write;
+            let tag = match level {
+                LogLevel::Debug1 => "debug1",
+                LogLevel::Debug2 => "debug2",
+                _ => "debug3",
+            };
+            let mut stderr = std::io::stderr().lock();
+            let _ = writeln!(stderr, "{tag}: {}", for_terminal(text.as_bytes()));
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! rscp's own SSH client, on russh.
+
+pub mod algorithms;
+mod auth;
+pub mod channel;
+pub mod connection;
+pub mod host_key;
+pub mod known_hosts;
+pub mod log;
+mod native;
+pub mod prompt;
+mod proxy;
+
+pub use native::NativeTransport;

@@ -1,0 +1,255 @@
+//! The built-in transport: one SSH connection per (user, host, port) for
+//! the whole run, one exec channel per remote command.
+
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use russh::client::Handle;
+use tokio::sync::Mutex;
+
+use super::channel;
+use super::connection::{self, Client, Context};
+use super::log::Log;
+use crate::config::{self, ConfigFiles, LogLevel, Request};
+use crate::escape::for_terminal;
+use crate::operand::Remote;
+use crate::protocol::Events;
+use crate::transport::{Channel, Completion};
+
+/// (user, host, port) of a connection.
+type Key = (String, String, u16);
+/// A connection made, or why it could not be.
+type Made = Result<Arc<Handle<Client>>, String>;
+
+pub struct NativeTransport {
+    /// Everything but the destination: command-line options as config
+    /// lines, which files to read, who we are.
+    template: Request,
+    /// `-P`, for remotes without a port of their own.
+    port: Option<u16>,
+    /// Connections made so far, and failures (not retried: a second
+    /// attempt would only ask the same questions again).
+    connections: Mutex<HashMap<Key, Made>>,
+}
+
+impl NativeTransport {
+    /// From scp's flags for ssh (`-4 -6 -A -B -C -c -F -i -J -o -q -v`).
+    pub fn new(ssh_args: &[OsString], port: Option<u16>) -> NativeTransport {
+        let (command_line, files) = command_line(ssh_args);
+        let (local_user, home) = who_am_i();
+        NativeTransport {
+            template: Request {
+                command_line,
+                files,
+                local_user,
+                home,
+                system_config: Some(PathBuf::from("/etc/ssh/ssh_config")),
+                ..Request::default()
+            },
+            port,
+            connections: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub async fn exec(
+        &self,
+        remote: &Remote,
+        command: &OsStr,
+        events: &dyn Events,
+    ) -> Result<Channel, String> {
+        let mut request = self.template.clone();
+        request.host = remote.host.clone();
+        request.user = remote.user.clone();
+        request.port = remote.port.or(self.port);
+        let settings = config::resolve(&request).map_err(|e| e.to_string())?;
+        let log = Log {
+            level: settings.log_level,
+        };
+        for keyword in &settings.ignored {
+            log.debug2(&format!("ignoring ssh option {keyword}: no effect in rscp"));
+        }
+        if events.verbose() {
+            let line = format!(
+                "Executing: program (built-in ssh) host {}, user {}, command {}\n",
+                for_terminal(settings.hostname.as_bytes()),
+                for_terminal(settings.user.as_bytes()),
+                for_terminal(command.as_bytes()),
+            );
+            events.debug(line.as_bytes());
+        }
+        let key = (
+            settings.user.clone(),
+            settings.hostname.clone(),
+            settings.port,
+        );
+        let handle = {
+            let mut connections = self.connections.lock().await;
+            match connections.get(&key) {
+                Some(Ok(handle)) if !handle.is_closed() => handle.clone(),
+                Some(Err(message)) => return Err(message.clone()),
+                _ => {
+                    let context = Context {
+                        template: request.clone(),
+                    };
+                    let made = connection::connect(&settings, &context, log)
+                        .await
+                        .map(Arc::new);
+                    connections.insert(key, made.clone());
+                    made?
+                }
+            }
+        };
+        let session = handle
+            .channel_open_session()
+            .await
+            .map_err(|e| format!("channel to {}: {e}", settings.hostname))?;
+        log.debug1(&format!(
+            "Sending command: {}",
+            String::from_utf8_lossy(command.as_bytes())
+        ));
+        session
+            .exec(true, command.as_bytes().to_vec())
+            .await
+            .map_err(|e| format!("exec on {}: {e}", settings.hostname))?;
+        let (reader, writer, completion) = channel::split(session);
+        Ok(Channel {
+            reader: Box::pin(reader),
+            writer: Box::pin(writer),
+            completion: Completion::Native(completion),
+        })
+    }
+
+    /// Says goodbye to every server.
+    pub async fn close(&self) {
+        let connections = std::mem::take(&mut *self.connections.lock().await);
+        for handle in connections.into_values().flatten() {
+            let _ = handle
+                .disconnect(russh::Disconnect::ByApplication, "", "en")
+                .await;
+        }
+    }
+}
+
+/// The invoking user's name and home directory. The home is `$HOME` when
+/// set (ssh reads the password database; the two differ only when HOME was
+/// changed on purpose).
+fn who_am_i() -> (String, String) {
+    let entry = nix::unistd::User::from_uid(nix::unistd::getuid())
+        .ok()
+        .flatten();
+    let name = entry.as_ref().map(|u| u.name.clone()).unwrap_or_default();
+    let home = std::env::var("HOME")
+        .ok()
+        .filter(|h| h.starts_with('/'))
+        .or_else(|| entry.map(|u| u.dir.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "/".into());
+    (name, home)
+}
+
+/// scp's flags for ssh, as config lines in the order ssh applies them:
+/// the log level (`-q`, each `-v`) first, then the rest in order, then
+/// scp's own `ForwardAgent no` (which `-A` beats by coming first).
+fn command_line(ssh_args: &[OsString]) -> (Vec<String>, ConfigFiles) {
+    let mut lines = Vec::new();
+    let mut files = ConfigFiles::Default;
+    let mut level: Option<LogLevel> = None;
+    let mut args = ssh_args.iter().map(|a| a.to_string_lossy().into_owned());
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().unwrap_or_default();
+        match arg.as_str() {
+            "-4" => lines.push("AddressFamily inet".into()),
+            "-6" => lines.push("AddressFamily inet6".into()),
+            "-A" => lines.push("ForwardAgent yes".into()),
+            "-C" => lines.push("Compression yes".into()),
+            "-q" => level = Some(LogLevel::Quiet),
+            "-v" => {
+                level = Some(match level {
+                    Some(LogLevel::Debug1) => LogLevel::Debug2,
+                    Some(LogLevel::Debug2 | LogLevel::Debug3) => LogLevel::Debug3,
+                    _ => LogLevel::Debug1,
+                })
+            }
+            "-c" => lines.push(format!("Ciphers {}", value())),
+            "-i" => lines.push(format!("IdentityFile \"{}\"", value())),
+            "-J" => lines.push(format!("ProxyJump {}", value())),
+            "-F" => {
+                let file = value();
+                files = if file.eq_ignore_ascii_case("none") {
+                    ConfigFiles::None
+                } else {
+                    ConfigFiles::File(file.into())
+                };
+            }
+            "-o" => lines.push(value()),
+            other => {
+                if let Some(option) = other.strip_prefix("-o") {
+                    lines.push(option.to_owned());
+                }
+            }
+        }
+    }
+    if let Some(level) = level {
+        let name = match level {
+            LogLevel::Quiet => "QUIET",
+            LogLevel::Debug1 => "DEBUG1",
+            LogLevel::Debug2 => "DEBUG2",
+            _ => "DEBUG3",
+        };
+        lines.insert(0, format!("LogLevel {name}"));
+    }
+    lines.push("ForwardAgent no".into());
+    (lines, files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn os(v: &[&str]) -> Vec<OsString> {
+        v.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn flags_become_config_lines() {
+        let (lines, files) = command_line(&os(&[
+            "-4",
+            "-A",
+            "-oBatchmode=yes",
+            "-o",
+            "Port=2222",
+            "-c",
+            "aes128-ctr",
+            "-i",
+            "/k ey",
+            "-J",
+            "j",
+            "-F",
+            "/cfg",
+            "-v",
+            "-v",
+            "-C",
+        ]));
+        assert_eq!(
+            lines,
+            [
+                "LogLevel DEBUG2",
+                "AddressFamily inet",
+                "ForwardAgent yes",
+                "Batchmode=yes",
+                "Port=2222",
+                "Ciphers aes128-ctr",
+                "IdentityFile \"/k ey\"",
+                "ProxyJump j",
+                "Compression yes",
+                "ForwardAgent no",
+            ]
+        );
+        assert_eq!(files, ConfigFiles::File("/cfg".into()));
+        let (lines, files) = command_line(&os(&["-q", "-F", "none"]));
+        assert_eq!(lines, ["LogLevel QUIET", "ForwardAgent no"]);
+        assert_eq!(files, ConfigFiles::None);
+    }
+}
