@@ -356,7 +356,7 @@ fn several_sources_need_a_directory_target() {
 }
 
 #[test]
-fn a_failing_ssh_fails_the_run() {
+fn an_unreachable_host_fails_the_run() {
     let Some(sshd) = Sshd::start() else { return };
     let work = tempfile::tempdir().unwrap();
     write(work.path().join("f"), b"x");
@@ -368,14 +368,37 @@ fn a_failing_ssh_fails_the_run() {
         .arg(work.path().join("f"))
         .arg("127.0.0.1:/tmp/x"));
     assert_exit(&up, 1);
+    assert_eq!(
+        stderr(&up),
+        "rscp: connect to host 127.0.0.1 port 1: Connection refused\n"
+    );
+
+    let down = run(sshd
+        .rscp()
+        .arg("-P1")
+        .arg("127.0.0.1:/tmp/x")
+        .arg(work.path()));
+    assert_exit(&down, 1);
+    assert_eq!(
+        stderr(&down),
+        "rscp: connect to host 127.0.0.1 port 1: Connection refused\n"
+    );
+
+    // Through ssh, scp's way: ssh says why, then the copy has lost its peer.
+    let up = run(sshd
+        .rscp_through_ssh()
+        .arg("-P")
+        .arg("1")
+        .arg(work.path().join("f"))
+        .arg("127.0.0.1:/tmp/x"));
+    assert_exit(&up, 1);
     assert!(
         stderr(&up).ends_with("rscp: lost connection\n"),
         "{}",
         stderr(&up)
     );
-
     let down = run(sshd
-        .rscp()
+        .rscp_through_ssh()
         .arg("-P1")
         .arg("127.0.0.1:/tmp/x")
         .arg(work.path()));
@@ -389,11 +412,43 @@ fn verbose_shows_what_is_executed_and_sent() {
     write(work.path().join("f"), b"abc");
     chmod(work.path().join("f"), 0o644);
     fs::create_dir(work.path().join("up")).unwrap();
+    let target = sshd.remote(work.path().join("up"));
+    let user = whoami();
+
     let up = run(sshd
         .rscp()
         .arg("-v")
         .arg(work.path().join("f"))
-        .arg(sshd.remote(work.path().join("up"))));
+        .arg(&target));
+    assert_success(&up);
+    let err = stderr(&up);
+    for expected in [
+        format!(
+            "Executing: program (built-in ssh) host 127.0.0.1, user {user}, command scp -v -t {}\n",
+            work.path().join("up").display()
+        ),
+        format!(
+            "debug1: Connecting to 127.0.0.1 [127.0.0.1] port {}.\n",
+            sshd.port
+        ),
+        "debug1: kex: algorithm: ".into(),
+        "debug1: Authenticated to 127.0.0.1 using \"publickey\".\n".into(),
+        "Sending file modes: C0644 3 f\n".into(),
+        // The remote scp's own -v line, relayed from the channel's stderr.
+        "Sink: C0644 3 f\n".into(),
+    ] {
+        assert!(err.contains(&expected), "missing {expected:?} in:\n{err}");
+    }
+    assert!(
+        !err.contains("\\015"),
+        "a CRLF line end was shown escaped:\n{err}"
+    );
+
+    let up = run(sshd
+        .rscp_through_ssh()
+        .arg("-v")
+        .arg(work.path().join("f"))
+        .arg(&target));
     assert_success(&up);
     let err = stderr(&up);
     assert!(
@@ -404,8 +459,37 @@ fn verbose_shows_what_is_executed_and_sent() {
         "{err}"
     );
     assert!(err.contains("Sending file modes: C0644 3 f\n"), "{err}");
-    // The remote scp's own -v line comes back through ssh's stderr.
     assert!(err.contains("Sink: C0644 3 f\n"), "{err}");
+}
+
+fn whoami() -> String {
+    let out = std::process::Command::new("id")
+        .arg("-un")
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[test]
+fn the_ssh_program_transport_still_copies() {
+    let Some(sshd) = Sshd::start() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let tree = work.path().join("tree");
+    sample_tree(&tree);
+    let up = run(sshd
+        .rscp_through_ssh()
+        .arg("-rp")
+        .arg(&tree)
+        .arg(sshd.remote(work.path().join("up"))));
+    assert_success(&up);
+    assert_same_tree(&tree, &work.path().join("up"));
+    let down = run(sshd
+        .rscp_through_ssh()
+        .arg("-rp")
+        .arg(sshd.remote(work.path().join("up")))
+        .arg(work.path().join("down")));
+    assert_success(&down);
+    assert_same_metadata(&tree, &work.path().join("down"), true);
 }
 
 #[test]

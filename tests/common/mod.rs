@@ -124,8 +124,15 @@ impl Sshd {
         format!("127.0.0.1:{}", path.as_ref().display())
     }
 
-    /// rscp with `-S ssh -F <fixture config>`, ready for more arguments.
+    /// rscp with its built-in SSH client and `-F <fixture config>`.
     pub fn rscp(&self) -> Command {
+        let mut command = rscp();
+        command.arg("-F").arg(self.ssh_config());
+        command
+    }
+
+    /// rscp through OpenSSH's ssh (`-S ssh -F <fixture config>`).
+    pub fn rscp_through_ssh(&self) -> Command {
         let mut command = rscp();
         command
             .arg("-S")

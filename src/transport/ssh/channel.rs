@@ -265,7 +265,9 @@ impl StderrRelay {
         self.partial.extend_from_slice(data);
         while let Some(newline) = self.partial.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = self.partial.drain(..=newline).collect();
-            write_stderr(&line[..line.len() - 1]);
+            // A CR before the newline ends the line too (remote logs use CRLF).
+            let text = &line[..line.len() - 1];
+            write_stderr(text.strip_suffix(b"\r").unwrap_or(text));
         }
         if self.partial.len() > STDERR_LINE_LIMIT {
             let piece = std::mem::take(&mut self.partial);
