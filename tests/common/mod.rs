@@ -399,3 +399,261 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .build()
         .expect("tokio runtime")
 }
+
+impl Sshd {
+    pub fn client_key(&self) -> PathBuf {
+        self.dir.path().join("client_key")
+    }
+
+    /// The host's public key as `type base64`.
+    pub fn host_key(&self) -> String {
+        let text = fs::read_to_string(self.dir.path().join("host_key.pub")).expect("host key");
+        text.split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// `[127.0.0.1]:port type base64`
+    pub fn known_hosts_line(&self) -> String {
+        format!("[127.0.0.1]:{} {}", self.port, self.host_key())
+    }
+
+    /// The pids of the per-connection sshd processes (children of the
+    /// listener), to cut connections short.
+    pub fn session_pids(&self) -> Vec<i32> {
+        let path = format!(
+            "/proc/{}/task/{}/children",
+            self.child.id(),
+            self.child.id()
+        );
+        fs::read_to_string(path)
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect()
+    }
+}
+
+/// A home directory with `.ssh` set up to reach `sshd` as `fixture`
+/// (HostName 127.0.0.1, its port), with the client key as `id_ed25519` and
+/// the host key known. `config_extra` opens `.ssh/config`, so its lines
+/// apply to every host and win over the defaults below them (BatchMode
+/// yes, and HashKnownHosts no against Debian's system-wide yes).
+pub struct Home {
+    pub dir: tempfile::TempDir,
+}
+
+impl Home {
+    pub fn for_sshd(sshd: &Sshd, config_extra: &str) -> Home {
+        let dir = tempfile::Builder::new()
+            .prefix("rscp-home")
+            .tempdir()
+            .expect("home");
+        let ssh = dir.path().join(".ssh");
+        fs::create_dir(&ssh).expect(".ssh");
+        chmod(&ssh, 0o700);
+        fs::copy(sshd.client_key(), ssh.join("id_ed25519")).expect("key");
+        chmod(ssh.join("id_ed25519"), 0o600);
+        fs::write(
+            ssh.join("known_hosts"),
+            format!("{}\n", sshd.known_hosts_line()),
+        )
+        .expect("known_hosts");
+        let config = format!(
+            "{config_extra}Host fixture\n\tHostName 127.0.0.1\n\tPort {}\nHost *\n\tBatchMode yes\n\tHashKnownHosts no\n",
+            sshd.port
+        );
+        fs::write(ssh.join("config"), config).expect("config");
+        chmod(ssh.join("config"), 0o600);
+        Home { dir }
+    }
+
+    pub fn ssh(&self) -> PathBuf {
+        self.dir.path().join(".ssh")
+    }
+
+    /// rscp with HOME here and nothing of the caller's ssh setup.
+    pub fn rscp(&self) -> Command {
+        let mut command = rscp();
+        command
+            .env("HOME", self.dir.path())
+            .env_remove("SSH_AUTH_SOCK")
+            .env_remove("SSH_ASKPASS")
+            .env_remove("SSH_ASKPASS_REQUIRE")
+            .env_remove("DISPLAY");
+        command
+    }
+}
+
+/// An askpass program that answers every question with `answer` and logs
+/// the questions (one per line) to `<dir>/askpass.log`.
+pub fn askpass(dir: &Path, answer: &str) -> PathBuf {
+    let script = dir.join("askpass");
+    let log = dir.join("askpass.log");
+    fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nprintf '%s|%s\\n' \"$SSH_ASKPASS_PROMPT\" \"$1\" >> '{}'\nprintf '%s\\n' '{answer}'\n",
+            log.display()
+        ),
+    )
+    .expect("askpass");
+    chmod(&script, 0o755);
+    script
+}
+
+pub fn is_root() -> bool {
+    nix_is_root()
+}
+
+/// A throwaway local account with a password and a home of its own, for
+/// password and Dropbear tests. Needs root (as in CI); removed on drop.
+pub struct TestUser {
+    pub name: String,
+    pub password: String,
+    pub home: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl TestUser {
+    pub fn create() -> Option<TestUser> {
+        if !is_root() {
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("CI=true but not root: cannot create a test user");
+            }
+            eprintln!("skipping: creating a test user needs root");
+            return None;
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("rscp-user")
+            .tempdir()
+            .expect("dir");
+        chmod(dir.path(), 0o755);
+        let name = format!("rscpt{}", std::process::id() % 100000 + rand_suffix());
+        let home = dir.path().join("home");
+        let status = Command::new("useradd")
+            .args(["-M", "-s", "/bin/sh", "-d"])
+            .arg(&home)
+            .arg(&name)
+            .status()
+            .expect("useradd");
+        assert!(status.success(), "useradd failed");
+        fs::create_dir(&home).expect("home");
+        let password = format!("pw-{name}-Secret");
+        let mut chpasswd = Command::new("chpasswd")
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("chpasswd");
+        if let Some(stdin) = chpasswd.stdin.as_mut() {
+            stdin
+                .write_all(format!("{name}:{password}\n").as_bytes())
+                .expect("chpasswd input");
+        }
+        assert!(chpasswd.wait().expect("chpasswd").success());
+        let status = Command::new("chown")
+            .arg(format!("{name}:"))
+            .arg(&home)
+            .status()
+            .expect("chown");
+        assert!(status.success());
+        Some(TestUser {
+            name,
+            password,
+            home,
+            _dir: dir,
+        })
+    }
+
+    /// Lets `key.pub` in as this user.
+    pub fn authorize(&self, public_key: &Path) {
+        let ssh = self.home.join(".ssh");
+        fs::create_dir_all(&ssh).expect(".ssh");
+        fs::copy(public_key, ssh.join("authorized_keys")).expect("authorized_keys");
+        let status = Command::new("chown")
+            .arg("-R")
+            .arg(format!("{}:", self.name))
+            .arg(&ssh)
+            .status()
+            .expect("chown");
+        assert!(status.success());
+    }
+}
+
+impl Drop for TestUser {
+    fn drop(&mut self) {
+        let _ = Command::new("pkill").arg("-u").arg(&self.name).status();
+        let _ = Command::new("userdel").arg(&self.name).status();
+    }
+}
+
+fn rand_suffix() -> u32 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    nanos % 1000
+}
+
+/// A running ssh-agent on its own socket, stopped on drop.
+pub struct Agent {
+    pub socket: PathBuf,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Agent {
+    pub fn start() -> Agent {
+        let dir = tempfile::tempdir().expect("agent dir");
+        let socket = dir.path().join("agent.sock");
+        let child = Command::new("ssh-agent")
+            .arg("-D")
+            .arg("-a")
+            .arg(&socket)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ssh-agent");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !socket.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Agent {
+            socket,
+            child,
+            _dir: dir,
+        }
+    }
+
+    pub fn add(&self, key: &Path) {
+        let out = Command::new("ssh-add")
+            .arg(key)
+            .env("SSH_AUTH_SOCK", &self.socket)
+            .output()
+            .expect("ssh-add");
+        assert!(
+            out.status.success(),
+            "ssh-add: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Another ed25519 key pair in `dir`, optionally with a passphrase.
+pub fn new_key(dir: &Path, name: &str, passphrase: &str) -> PathBuf {
+    let path = dir.join(name);
+    let status = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-C", name, "-N", passphrase, "-f"])
+        .arg(&path)
+        .status()
+        .expect("ssh-keygen");
+    assert!(status.success());
+    path
+}

@@ -1,0 +1,518 @@
+//! rscp's built-in SSH client against the OpenSSH fixture: the user's
+//! ~/.ssh setup, host keys, authentication, ways of reaching the host.
+
+mod common;
+
+use std::fs;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// A file to copy and an empty directory to copy it into.
+fn payload() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("payload.bin");
+    write(&file, &pattern(300_000, 42));
+    let into = work.path().join("into");
+    fs::create_dir(&into).unwrap();
+    (work, file, into)
+}
+
+#[test]
+fn home_ssh_alone_is_enough_without_any_ssh_binary() {
+    let Some(sshd) = Sshd::start() else { return };
+    let home = Home::for_sshd(&sshd, "");
+    let (work, file, into) = payload();
+    // PATH holds nothing: no ssh, no scp on this side.
+    let empty_path = work.path().join("empty-bin");
+    fs::create_dir(&empty_path).unwrap();
+    let out = run(home
+        .rscp()
+        .env("PATH", &empty_path)
+        .arg(&file)
+        .arg(format!("fixture:{}", into.display())));
+    assert_success(&out);
+    assert_eq!(stderr(&out), "");
+    assert!(fs::read(into.join("payload.bin")).unwrap() == fs::read(&file).unwrap());
+
+    let out = run(home
+        .rscp()
+        .env("PATH", &empty_path)
+        .arg(format!("fixture:{}", into.join("payload.bin").display()))
+        .arg(work.path().join("back")));
+    assert_success(&out);
+    assert!(fs::read(work.path().join("back")).unwrap() == fs::read(&file).unwrap());
+}
+
+#[test]
+fn config_host_match_and_include() {
+    let Some(sshd) = Sshd::start() else { return };
+    // The alias only becomes reachable through the included file and a
+    // Match that sees the HostName obtained so far.
+    let home = Home::for_sshd(&sshd, "Include conf.d/*.conf\n");
+    fs::create_dir(home.ssh().join("conf.d")).unwrap();
+    write(
+        home.ssh().join("conf.d/10-alias.conf"),
+        format!(
+            "Host nickname !other\n\tHostName 127.0.0.1\nMatch host 127.0.0.1 originalhost nickname\n\tPort {}\n\tUser {}\n",
+            sshd.port,
+            whoami()
+        )
+        .as_bytes(),
+    );
+    chmod(home.ssh().join("conf.d/10-alias.conf"), 0o600);
+    let (_work, file, into) = payload();
+    let out = run(home
+        .rscp()
+        .arg(&file)
+        .arg(format!("nickname:{}", into.display())));
+    assert_success(&out);
+    assert!(into.join("payload.bin").exists());
+}
+
+#[test]
+fn unknown_keywords_fail_like_ssh() {
+    let Some(sshd) = Sshd::start() else { return };
+    let home = Home::for_sshd(&sshd, "\tNoSuchKeyword yes\n");
+    let (_work, file, into) = payload();
+    let out = run(home
+        .rscp()
+        .arg(&file)
+        .arg(format!("fixture:{}", into.display())));
+    assert_exit(&out, 1);
+    let config = home.ssh().join("config");
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "rscp: {0} line 1: Bad configuration option: NoSuchKeyword\nrscp: {0}: terminating, 1 bad configuration options\n",
+            config.display()
+        )
+    );
+    // IgnoreUnknown lets it through.
+    let home = Home::for_sshd(&sshd, "\tIgnoreUnknown NoSuch*\n\tNoSuchKeyword yes\n");
+    let out = run(home
+        .rscp()
+        .arg(&file)
+        .arg(format!("fixture:{}", into.display())));
+    assert_success(&out);
+}
+
+/// The fixture reached with the given known_hosts content and checking.
+fn with_known_hosts(sshd: &Sshd, known_hosts: &str, extra: &str) -> Home {
+    let home = Home::for_sshd(sshd, extra);
+    fs::write(home.ssh().join("known_hosts"), known_hosts).unwrap();
+    home
+}
+
+#[test]
+fn an_unknown_host_key_is_refused_under_strict_checking() {
+    let Some(sshd) = Sshd::start() else { return };
+    let home = with_known_hosts(&sshd, "", "\tStrictHostKeyChecking yes\n");
+    let (_work, file, into) = payload();
+    let out = run(home
+        .rscp()
+        .arg(&file)
+        .arg(format!("fixture:{}", into.display())));
+    assert_exit(&out, 1);
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "No ED25519 host key is known for [127.0.0.1]:{} and you have requested strict checking.\n\
+             rscp: Host key verification failed.\n",
+            sshd.port
+        )
+    );
+    assert!(!into.join("payload.bin").exists());
+}
+
+#[test]
+fn accept_new_learns_the_key_as_ssh_writes_it() {
+    let Some(sshd) = Sshd::start() else { return };
+    let home = with_known_hosts(&sshd, "", "\tStrictHostKeyChecking accept-new\n");
+    let (_work, file, into) = payload();
+    let target = format!("fixture:{}", into.display());
+    let out = run(home.rscp().arg(&file).arg(&target));
+    assert_success(&out);
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "Warning: Permanently added '[127.0.0.1]:{}' (ED25519) to the list of known hosts.\n",
+            sshd.port
+        )
+    );
+    assert_eq!(
+        fs::read_to_string(home.ssh().join("known_hosts")).unwrap(),
+        format!("{}\n", sshd.known_hosts_line())
+    );
+    // Known now: silent, and accepted under strict checking.
+    let out = run(home
+        .rscp()
+        .arg("-oStrictHostKeyChecking=yes")
+        .arg(&file)
+        .arg(&target));
+    assert_success(&out);
+    assert_eq!(stderr(&out), "");
+}
+
+#[test]
+fn hashed_known_hosts_are_written_and_read() {
+    let Some(sshd) = Sshd::start() else { return };
+    let home = with_known_hosts(
+        &sshd,
+        "",
+        "\tStrictHostKeyChecking accept-new\n\tHashKnownHosts yes\n",
+    );
+    let (_work, file, into) = payload();
+    let target = format!("fixture:{}", into.display());
+    let out = run(home.rscp().arg("-q").arg(&file).arg(&target));
+    assert_success(&out);
+    assert_eq!(stderr(&out), "", "-q hides the warning");
+    let written = fs::read_to_string(home.ssh().join("known_hosts")).unwrap();
+    assert!(written.starts_with("|1|"), "{written}");
+    assert!(!written.contains("127.0.0.1"), "{written}");
+    // OpenSSH's ssh-keygen finds the hashed entry too.
+    let found = std::process::Command::new("ssh-keygen")
+        .arg("-F")
+        .arg(format!("[127.0.0.1]:{}", sshd.port))
+        .arg("-f")
+        .arg(home.ssh().join("known_hosts"))
+        .output()
+        .unwrap();
+    assert!(
+        found.status.success(),
+        "ssh-keygen -F did not find the entry"
+    );
+    let out = run(home
+        .rscp()
+        .arg("-oStrictHostKeyChecking=yes")
+        .arg(&file)
+        .arg(&target));
+    assert_success(&out);
+}
+
+#[test]
+fn a_changed_host_key_is_refused_loudly() {
+    let Some(sshd) = Sshd::start() else { return };
+    let other = new_key(sshd.dir.path(), "other_host_key", "");
+    let other_key = fs::read_to_string(other.with_extension("pub")).unwrap();
+    let other_key: String = other_key
+        .split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let line = format!("[127.0.0.1]:{} {other_key}\n", sshd.port);
+    let home = with_known_hosts(&sshd, &line, "\tStrictHostKeyChecking ask\n");
+    let (_work, file, into) = payload();
+    let out = run(home
+        .rscp()
+        .arg(&file)
+        .arg(format!("fixture:{}", into.display())));
+    assert_exit(&out, 1);
+    let known_hosts = home.ssh().join("known_hosts");
+    let fingerprint = fingerprint_of(&sshd);
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\n\
+             @    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @\n\
+             @@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\n\
+             IT IS POSSIBLE THAT SOMEONE IS DOING SOMETHING NASTY!\n\
+             Someone could be eavesdropping on you right now (man-in-the-middle attack)!\n\
+             It is also possible that a host key has just been changed.\n\
+             The fingerprint for the ED25519 key sent by the remote host is\n\
+             {fingerprint}.\n\
+             Please contact your system administrator.\n\
+             Add correct host key in {kh} to get rid of this message.\n\
+             Offending ED25519 key in {kh}:1\n  \
+             remove with:\n  \
+             ssh-keygen -f \"{kh}\" -R \"[127.0.0.1]:{port}\"\n\
+             Host key for [127.0.0.1]:{port} has changed and you have requested strict checking.\n\
+             rscp: Host key verification failed.\n",
+            kh = known_hosts.display(),
+            port = sshd.port
+        )
+    );
+    assert!(!into.join("payload.bin").exists());
+
+    // With checking off: the warning, then key authentication only.
+    let out = run(home
+        .rscp()
+        .arg("-oStrictHostKeyChecking=no")
+        .arg(&file)
+        .arg(format!("fixture:{}", into.display())));
+    assert_success(&out);
+    assert!(stderr(&out).contains("WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!"));
+    assert!(stderr(&out).ends_with(
+        "Password authentication is disabled to avoid man-in-the-middle attacks.\n\
+         Keyboard-interactive authentication is disabled to avoid man-in-the-middle attacks.\n"
+    ));
+    assert!(into.join("payload.bin").exists());
+}
+
+fn fingerprint_of(sshd: &Sshd) -> String {
+    let out = std::process::Command::new("ssh-keygen")
+        .arg("-lf")
+        .arg(sshd.dir.path().join("host_key.pub"))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn a_revoked_host_key_is_refused() {
+    let Some(sshd) = Sshd::start() else { return };
+    let known = format!(
+        "{}\n@revoked * {}\n",
+        sshd.known_hosts_line(),
+        sshd.host_key()
+    );
+    let home = with_known_hosts(&sshd, &known, "");
+    let (_work, file, into) = payload();
+    let out = run(home
+        .rscp()
+        .arg(&file)
+        .arg(format!("fixture:{}", into.display())));
+    assert_exit(&out, 1);
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\n\
+             @       WARNING: REVOKED HOST KEY DETECTED!               @\n\
+             @@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\n\
+             The ED25519 host key for [127.0.0.1]:{port} is marked as revoked.\n\
+             This could mean that a stolen key is being used to\n\
+             impersonate this host.\n\
+             ED25519 host key for [127.0.0.1]:{port} was revoked and you have requested strict checking.\n\
+             rscp: Host key verification failed.\n",
+            port = sshd.port
+        )
+    );
+}
+
+#[test]
+fn known_hosts_patterns_ports_and_aliases() {
+    let Some(sshd) = Sshd::start() else { return };
+    let (_work, file, into) = payload();
+    let target = format!("fixture:{}", into.display());
+    let key = sshd.host_key();
+    let strict = "\tStrictHostKeyChecking yes\n";
+    // An entry for port 22 does not cover another port.
+    let home = with_known_hosts(&sshd, &format!("127.0.0.1 {key}\n"), strict);
+    assert_exit(&run(home.rscp().arg(&file).arg(&target)), 1);
+    // Wildcards, lists and negation.
+    for (entry, ok) in [
+        (format!("[127.0.0.*]:{},other {key}", sshd.port), true),
+        (format!("[127.0.0.1]:*,!nothing {key}"), true),
+        (format!("*,![127.0.0.1]:{} {key}", sshd.port), false),
+    ] {
+        let home = with_known_hosts(&sshd, &format!("{entry}\n"), strict);
+        let out = run(home.rscp().arg(&file).arg(&target));
+        assert_eq!(out.status.success(), ok, "{entry}: {}", stderr(&out));
+    }
+    // HostKeyAlias names the entry instead.
+    let home = with_known_hosts(
+        &sshd,
+        &format!("myalias {key}\n"),
+        "\tStrictHostKeyChecking yes\n\tHostKeyAlias myalias\n",
+    );
+    assert_success(&run(home.rscp().arg(&file).arg(&target)));
+    // Several files: GlobalKnownHostsFile is read too.
+    let global = home.dir.path().join("global_known_hosts");
+    fs::write(&global, format!("{}\n", sshd.known_hosts_line())).unwrap();
+    let home = with_known_hosts(
+        &sshd,
+        "",
+        &format!(
+            "\tStrictHostKeyChecking yes\n\tGlobalKnownHostsFile {}\n",
+            global.display()
+        ),
+    );
+    assert_success(&run(home.rscp().arg(&file).arg(&target)));
+}
+
+#[test]
+fn ask_without_a_terminal_fails_at_once_and_askpass_can_confirm() {
+    let Some(sshd) = Sshd::start() else { return };
+    let home = with_known_hosts(&sshd, "", "\tStrictHostKeyChecking ask\n\tBatchMode no\n");
+    let (work, file, into) = payload();
+    let target = format!("fixture:{}", into.display());
+    let started = Instant::now();
+    let out = run(home
+        .rscp()
+        .arg(&file)
+        .arg(&target)
+        .env("TERM", "dumb")
+        .stdin(std::process::Stdio::null())
+        .env("SSH_ASKPASS_REQUIRE", "never"));
+    assert_exit(&out, 1);
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(stderr(&out), "rscp: Host key verification failed.\n");
+
+    let confirming = askpass(work.path(), "yes");
+    let out = run(home
+        .rscp()
+        .arg(&file)
+        .arg(&target)
+        .env("SSH_ASKPASS", &confirming)
+        .env("SSH_ASKPASS_REQUIRE", "force"));
+    assert_success(&out);
+    let asked = fs::read_to_string(work.path().join("askpass.log")).unwrap();
+    assert!(
+        asked.starts_with(&format!(
+            "confirm|The authenticity of host '[127.0.0.1]:{port} ([127.0.0.1]:{port})' can't be established.\n",
+            port = sshd.port
+        )),
+        "{asked}"
+    );
+    assert!(
+        asked.contains(&format!(
+            "ED25519 key fingerprint is {}.",
+            fingerprint_of(&sshd)
+        )),
+        "{asked}"
+    );
+    assert!(
+        fs::read_to_string(home.ssh().join("known_hosts"))
+            .unwrap()
+            .contains(&sshd.host_key())
+    );
+}
+
+#[test]
+fn keys_from_an_agent_and_a_dead_agent_socket() {
+    let Some(sshd) = Sshd::start() else { return };
+    let agent = Agent::start();
+    agent.add(&sshd.client_key());
+    let home = Home::for_sshd(&sshd, "");
+    // No key file at all: only the agent holds the key.
+    fs::remove_file(home.ssh().join("id_ed25519")).unwrap();
+    let (_work, file, into) = payload();
+    let target = format!("fixture:{}", into.display());
+    let out = run(home
+        .rscp()
+        .env("SSH_AUTH_SOCK", &agent.socket)
+        .arg(&file)
+        .arg(&target));
+    assert_success(&out);
+
+    // IdentityAgent names the socket too.
+    let out = run(home
+        .rscp()
+        .arg(format!("-oIdentityAgent={}", agent.socket.display()))
+        .arg(&file)
+        .arg(&target));
+    assert_success(&out);
+
+    // A dead socket: the key file is used instead.
+    let home = Home::for_sshd(&sshd, "");
+    let out = run(home
+        .rscp()
+        .env("SSH_AUTH_SOCK", "/nonexistent/agent.sock")
+        .arg(&file)
+        .arg(&target));
+    assert_success(&out);
+}
+
+#[test]
+fn identities_only_keeps_other_agent_keys_out() {
+    let Some(sshd) = Sshd::start() else { return };
+    let agent = Agent::start();
+    agent.add(&sshd.client_key());
+    let stranger = new_key(sshd.dir.path(), "stranger", "");
+    let home = Home::for_sshd(
+        &sshd,
+        &format!(
+            "\tIdentityFile {}\n\tIdentitiesOnly yes\n",
+            stranger.display()
+        ),
+    );
+    let (_work, file, into) = payload();
+    let out = run(home
+        .rscp()
+        .env("SSH_AUTH_SOCK", &agent.socket)
+        .arg(&file)
+        .arg(format!("fixture:{}", into.display())));
+    assert_exit(&out, 1);
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "rscp: {}@127.0.0.1: Permission denied (publickey).\n",
+            whoami()
+        )
+    );
+}
+
+#[test]
+fn an_encrypted_key_through_askpass() {
+    let Some(sshd) = Sshd::start() else { return };
+    let locked = new_key(sshd.dir.path(), "locked", "s3cret phrase");
+    fs::copy(
+        locked.with_extension("pub"),
+        sshd.dir.path().join("authorized_keys"),
+    )
+    .unwrap();
+    let home = Home::for_sshd(
+        &sshd,
+        &format!("\tIdentityFile {}\n\tBatchMode no\n", locked.display()),
+    );
+    let (work, file, into) = payload();
+    let target = format!("fixture:{}", into.display());
+
+    let right = askpass(work.path(), "s3cret phrase");
+    let out = run(home
+        .rscp()
+        .arg(&file)
+        .arg(&target)
+        .env("SSH_ASKPASS", &right)
+        .env("SSH_ASKPASS_REQUIRE", "force"));
+    assert_success(&out);
+    assert_eq!(
+        fs::read_to_string(work.path().join("askpass.log")).unwrap(),
+        format!("|Enter passphrase for key '{}': \n", locked.display())
+    );
+
+    // A wrong answer: asked again, as often as NumberOfPasswordPrompts.
+    let wrong = askpass(work.path(), "wrong");
+    fs::remove_file(work.path().join("askpass.log")).unwrap();
+    let out = run(home
+        .rscp()
+        .arg("-oNumberOfPasswordPrompts=2")
+        .arg(&file)
+        .arg(&target)
+        .env("SSH_ASKPASS", &wrong)
+        .env("SSH_ASKPASS_REQUIRE", "force"));
+    assert_exit(&out, 1);
+    let asked = fs::read_to_string(work.path().join("askpass.log")).unwrap();
+    assert_eq!(
+        asked,
+        format!(
+            "|Enter passphrase for key '{0}': \n|Bad passphrase, try again for {0}: \n",
+            locked.display()
+        )
+    );
+
+    // BatchMode: never asks, fails at once.
+    let started = Instant::now();
+    let out = run(home.rscp().arg("-B").arg(&file).arg(&target));
+    assert_exit(&out, 1);
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "rscp: {}@127.0.0.1: Permission denied (publickey).\n",
+            whoami()
+        )
+    );
+}
+
+fn whoami() -> String {
+    let out = std::process::Command::new("id")
+        .arg("-un")
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
