@@ -516,3 +516,329 @@ fn whoami() -> String {
         .unwrap();
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
+
+/// A second sshd that also takes passwords, and a local user to log in as.
+fn password_server() -> Option<(Sshd, TestUser)> {
+    let sshd = Sshd::start_with("PasswordAuthentication yes\nAuthenticationMethods password")?;
+    let user = TestUser::create()?;
+    Some((sshd, user))
+}
+
+/// An upload target the test user may write to.
+fn writable_dir(user: &TestUser) -> std::path::PathBuf {
+    let dir = user.home.join("in");
+    fs::create_dir_all(&dir).unwrap();
+    let status = std::process::Command::new("chown")
+        .arg(format!("{}:", user.name))
+        .arg(&dir)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    dir
+}
+
+#[test]
+fn password_authentication_through_askpass() {
+    let Some((sshd, user)) = password_server() else {
+        return;
+    };
+    let home = Home::for_sshd(&sshd, "\tBatchMode no\n");
+    let (work, file, _into) = payload();
+    let into = writable_dir(&user);
+    let target = format!("{}@fixture:{}", user.name, into.display());
+
+    let answering = askpass(work.path(), &user.password);
+    let out = run(home
+        .rscp()
+        .arg(&file)
+        .arg(&target)
+        .env("SSH_ASKPASS", &answering)
+        .env("SSH_ASKPASS_REQUIRE", "force"));
+    assert_success(&out);
+    assert!(fs::read(into.join("payload.bin")).unwrap() == fs::read(&file).unwrap());
+    assert_eq!(
+        fs::read_to_string(work.path().join("askpass.log")).unwrap(),
+        format!("|{}@127.0.0.1's password: \n", user.name)
+    );
+}
+
+#[test]
+fn a_wrong_password_is_asked_again_then_refused() {
+    let Some((sshd, user)) = password_server() else {
+        return;
+    };
+    let home = Home::for_sshd(&sshd, "\tBatchMode no\n\tNumberOfPasswordPrompts 2\n");
+    let (work, file, _into) = payload();
+    let target = format!("{}@fixture:/tmp", user.name);
+    let wrong = askpass(work.path(), "not the password");
+    let started = Instant::now();
+    let out = run(home
+        .rscp()
+        .arg(&file)
+        .arg(&target)
+        .env("SSH_ASKPASS", &wrong)
+        .env("SSH_ASKPASS_REQUIRE", "force"));
+    assert_exit(&out, 1);
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "rscp: Permission denied, please try again.\nrscp: {}@127.0.0.1: Permission denied (password).\n",
+            user.name
+        )
+    );
+    assert_eq!(
+        fs::read_to_string(work.path().join("askpass.log"))
+            .unwrap()
+            .lines()
+            .count(),
+        2
+    );
+    assert!(started.elapsed() < Duration::from_secs(30));
+}
+
+#[test]
+fn without_a_way_to_ask_password_authentication_fails_at_once() {
+    let Some((sshd, user)) = password_server() else {
+        return;
+    };
+    let (_work, file, _into) = payload();
+    let target = format!("{}@fixture:/tmp", user.name);
+    let expected = format!(
+        "rscp: {}@127.0.0.1: Permission denied (password).\n",
+        user.name
+    );
+    // BatchMode.
+    let home = Home::for_sshd(&sshd, "");
+    let started = Instant::now();
+    let out = run(home.rscp().arg(&file).arg(&target));
+    assert_exit(&out, 1);
+    assert_eq!(stderr(&out), expected);
+    // No terminal (setsid detaches it) and no askpass.
+    let home = Home::for_sshd(&sshd, "\tBatchMode no\n");
+    let mut command = std::process::Command::new("setsid");
+    command
+        .arg(rscp_path())
+        .arg(&file)
+        .arg(&target)
+        .env("HOME", home.dir.path())
+        .env("SSH_ASKPASS_REQUIRE", "never")
+        .env_remove("SSH_AUTH_SOCK");
+    let out = run(&mut command);
+    assert_exit(&out, 1);
+    assert_eq!(stderr(&out), expected);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "waited for input that cannot come"
+    );
+}
+
+#[test]
+fn proxy_jump_through_another_sshd() {
+    let Some(target) = Sshd::start() else { return };
+    let Some(jump) = Sshd::start() else { return };
+    let home = Home::for_sshd(
+        &target,
+        &format!(
+            "Host jumphost\n\tHostName 127.0.0.1\n\tPort {}\n\tUserKnownHostsFile {}\n",
+            jump.port,
+            jump.dir.path().join("known_hosts").display()
+        ),
+    );
+    fs::copy(
+        target.client_key(),
+        jump.dir.path().join("authorized_keys_extra"),
+    )
+    .unwrap();
+    fs::copy(
+        target.dir.path().join("client_key.pub"),
+        jump.dir.path().join("authorized_keys"),
+    )
+    .unwrap();
+    let (_work, file, into) = payload();
+    let out = run(home
+        .rscp()
+        .arg("-J")
+        .arg("jumphost")
+        .arg(&file)
+        .arg(format!("fixture:{}", into.display())));
+    assert_success(&out);
+    assert!(into.join("payload.bin").exists());
+    // The jump host saw a login, and was asked to open the way onwards.
+    let log = jump.log();
+    assert!(log.contains("Accepted publickey"), "jump host log:\n{log}");
+
+    // A chain of two jumps through the same host works as well.
+    let out = run(home
+        .rscp()
+        .arg("-oProxyJump=jumphost,jumphost")
+        .arg(&file)
+        .arg(format!("fixture:{}", into.join("again.bin").display())));
+    assert_success(&out);
+    assert!(into.join("again.bin").exists());
+}
+
+#[test]
+fn proxy_command_carries_the_session() {
+    let Some(sshd) = Sshd::start() else { return };
+    let (work, file, into) = payload();
+    let marker = work.path().join("proxy-ran");
+    let proxy = work.path().join("proxy.sh");
+    fs::write(
+        &proxy,
+        format!(
+            "#!/bin/bash\necho \"$1 $2\" > '{}'\nexec 3<>/dev/tcp/$1/$2\ncat <&3 &\nexec cat >&3\n",
+            marker.display()
+        ),
+    )
+    .unwrap();
+    chmod(&proxy, 0o755);
+    let home = Home::for_sshd(
+        &sshd,
+        &format!("Host fixture\n\tProxyCommand {} %h %p\n", proxy.display()),
+    );
+    let out = run(home
+        .rscp()
+        .arg(&file)
+        .arg(format!("fixture:{}", into.display())));
+    assert_success(&out);
+    assert_eq!(
+        fs::read_to_string(&marker).unwrap(),
+        format!("127.0.0.1 {}\n", sshd.port)
+    );
+    assert!(into.join("payload.bin").exists());
+}
+
+fn has_ipv6_loopback() -> bool {
+    std::net::TcpListener::bind("[::1]:0").is_ok()
+}
+
+#[test]
+fn address_families() {
+    let Some(sshd) = Sshd::start() else { return };
+    let (_work, file, into) = payload();
+    let home = Home::for_sshd(
+        &sshd,
+        &format!(
+            "Host loop\n\tHostName localhost\n\tPort {}\n\tHostKeyAlias [127.0.0.1]:{}\n",
+            sshd.port, sshd.port
+        ),
+    );
+    // The fixture listens on 127.0.0.1 only.
+    let out = run(home
+        .rscp()
+        .arg("-4")
+        .arg(&file)
+        .arg(format!("loop:{}", into.display())));
+    assert_success(&out);
+    let out = run(home
+        .rscp()
+        .arg("-6")
+        .arg(&file)
+        .arg(format!("loop:{}", into.display())));
+    assert_exit(&out, 1);
+    let err = stderr(&out);
+    assert!(
+        err == format!(
+            "rscp: connect to host localhost port {}: Connection refused\n",
+            sshd.port
+        ) || err
+            == "rscp: Could not resolve hostname localhost: Address family for hostname not supported\n",
+        "{err}"
+    );
+    if !has_ipv6_loopback() {
+        eprintln!("no IPv6 loopback here: the IPv6 copy is not tried");
+        return;
+    }
+    let Some(sshd6) = Sshd::start_with("ListenAddress [::1]:@PORT@") else {
+        return;
+    };
+    let home = Home::for_sshd(
+        &sshd6,
+        &format!(
+            "Host v6\n\tHostName ::1\n\tPort {}\n\tHostKeyAlias [127.0.0.1]:{}\n",
+            sshd6.port, sshd6.port
+        ),
+    );
+    let out = run(home
+        .rscp()
+        .arg("-6")
+        .arg(&file)
+        .arg(format!("v6:{}", into.join("v6.bin").display())));
+    assert_success(&out);
+    let out = run(home
+        .rscp()
+        .arg(&file)
+        .arg(format!("[::1]:{}", into.join("v6b.bin").display()))
+        .arg("-oHostKeyAlias=x"));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the bracketed operand is its own host, with its own settings"
+    );
+}
+
+#[test]
+fn one_connection_serves_every_operand_on_a_host() {
+    let Some(sshd) = Sshd::start() else { return };
+    let home = Home::for_sshd(&sshd, "");
+    let work = tempfile::tempdir().unwrap();
+    for name in ["a", "b", "c"] {
+        write(work.path().join("remote").join(name), name.as_bytes());
+    }
+    fs::create_dir(work.path().join("down")).unwrap();
+    let before = sshd.log().matches("Accepted publickey").count();
+    let mut command = home.rscp();
+    for name in ["a", "b", "c"] {
+        command.arg(format!(
+            "fixture:{}",
+            work.path().join("remote").join(name).display()
+        ));
+    }
+    let out = run(command.arg(work.path().join("down")));
+    assert_success(&out);
+    assert_eq!(listing(&work.path().join("down")).len(), 3);
+    let after = sshd.log().matches("Accepted publickey").count();
+    assert_eq!(after - before, 1, "three sources, one login");
+}
+
+#[test]
+fn ciphers_and_compression_as_asked() {
+    let Some(sshd) = Sshd::start() else { return };
+    let home = Home::for_sshd(&sshd, "");
+    let (_work, file, into) = payload();
+    let target = format!("fixture:{}", into.display());
+    for cipher in [
+        "aes128-ctr",
+        "aes256-gcm@openssh.com",
+        "chacha20-poly1305@openssh.com",
+    ] {
+        let out = run(home
+            .rscp()
+            .arg("-v")
+            .arg("-c")
+            .arg(cipher)
+            .arg(&file)
+            .arg(&target));
+        assert_success(&out);
+        assert!(
+            stderr(&out).contains(&format!("kex: cipher: {cipher} ")),
+            "{cipher}: {}",
+            stderr(&out)
+        );
+    }
+    let out = run(home.rscp().arg("-v").arg("-C").arg(&file).arg(&target));
+    assert_success(&out);
+    assert!(
+        stderr(&out).contains("compression: Zlib"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(home
+        .rscp()
+        .arg("-c")
+        .arg("rot13-cbc")
+        .arg(&file)
+        .arg(&target));
+    assert_exit(&out, 1);
+    assert_eq!(stderr(&out), "rscp: no supported ciphers in 'rot13-cbc'\n");
+}

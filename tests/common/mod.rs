@@ -58,7 +58,8 @@ impl Sshd {
         Sshd::start_with("")
     }
 
-    /// Starts one with extra sshd_config lines.
+    /// Starts one with extra sshd_config lines (`@PORT@` and `@DIR@` are
+    /// filled in); they come first, so they win.
     pub fn start_with(extra: &str) -> Option<Sshd> {
         if !sshd_available() {
             return None;
@@ -83,7 +84,8 @@ impl Sshd {
                     .replace("@PORT@", &port.to_string())
                     .replace("@DIR@", &d.display().to_string())
             };
-            fs::write(&config, filled(SSHD_CONFIG) + extra + "\n").expect("sshd_config");
+            // Extra lines first: sshd, like ssh, keeps the first value it reads.
+            fs::write(&config, filled(extra) + "\n" + &filled(SSHD_CONFIG)).expect("sshd_config");
             let log = fs::File::create(d.join("sshd.log")).expect("sshd.log");
             let mut child = Command::new(SSHD)
                 .arg("-D")

@@ -19,6 +19,9 @@ use crate::operand::Remote;
 use crate::protocol::Events;
 use crate::transport::{Channel, Completion};
 
+/// How long a closing session may take to say goodbye.
+const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// (user, host, port) of a connection.
 type Key = (String, String, u16);
 /// A connection made, or why it could not be.
@@ -122,13 +125,17 @@ impl NativeTransport {
         })
     }
 
-    /// Says goodbye to every server.
+    /// Says goodbye to every server, and gives each session a moment to
+    /// send that before the process ends.
     pub async fn close(&self) {
         let connections = std::mem::take(&mut *self.connections.lock().await);
         for handle in connections.into_values().flatten() {
             let _ = handle
                 .disconnect(russh::Disconnect::ByApplication, "", "en")
                 .await;
+            if let Ok(handle) = Arc::try_unwrap(handle) {
+                let _ = tokio::time::timeout(CLOSE_GRACE, handle).await;
+            }
         }
     }
 }

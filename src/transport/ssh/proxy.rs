@@ -15,7 +15,8 @@ use super::connection::Client;
 use crate::transport::children;
 
 /// `ProxyCommand`, run as ssh runs it (`exec` through `/bin/sh -c`); its
-/// stderr is the user's. It is killed when the connection is dropped.
+/// stderr is the user's. It runs in a process group of its own, which is
+/// terminated when the connection is dropped.
 pub struct ProxyCommand {
     child: Child,
     stdin: ChildStdin,
@@ -30,11 +31,12 @@ impl ProxyCommand {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| format!("proxy command {command}: {}", crate::escape::io_reason(&e)))?;
         if let Some(pid) = child.id() {
-            children::register(pid);
+            children::register_group(pid);
         }
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
             return Err("cannot talk to the proxy command".into());
@@ -49,7 +51,10 @@ impl ProxyCommand {
 
 impl Drop for ProxyCommand {
     fn drop(&mut self) {
+        // The whole group: a script's own children would otherwise keep
+        // the connection (and whatever else they hold) open.
         if let Some(pid) = self.child.id() {
+            children::signal_group(pid, nix::sys::signal::Signal::SIGTERM);
             children::forget(pid);
         }
     }
