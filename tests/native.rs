@@ -842,3 +842,141 @@ fn ciphers_and_compression_as_asked() {
     assert_exit(&out, 1);
     assert_eq!(stderr(&out), "rscp: no supported ciphers in 'rot13-cbc'\n");
 }
+
+#[test]
+fn a_user_certificate_signed_by_a_trusted_authority() {
+    let Some(sshd) = Sshd::start_prepared("TrustedUserCAKeys @DIR@/user_ca.pub", |dir| {
+        new_key(dir, "user_ca", "");
+    }) else {
+        return;
+    };
+    // Only the certificate can get in now.
+    fs::write(sshd.dir.path().join("authorized_keys"), "").unwrap();
+    let home = Home::for_sshd(&sshd, "");
+    let key = home.ssh().join("id_ed25519");
+    fs::copy(
+        sshd.dir.path().join("client_key.pub"),
+        home.ssh().join("id_ed25519.pub"),
+    )
+    .unwrap();
+    let (_work, file, into) = payload();
+    let target = format!("fixture:{}", into.display());
+    let out = run(home.rscp().arg(&file).arg(&target));
+    assert_exit(&out, 1);
+
+    // Beside the key, found by name.
+    let cert = sign(
+        &sshd.dir.path().join("user_ca"),
+        &home.ssh().join("id_ed25519.pub"),
+        &whoami(),
+        false,
+    );
+    assert_eq!(cert, home.ssh().join("id_ed25519-cert.pub"));
+    let out = run(home.rscp().arg("-v").arg(&file).arg(&target));
+    assert_success(&out);
+    assert!(
+        stderr(&out).contains("debug1: Offering public key certificate: ED25519"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Elsewhere, named by CertificateFile.
+    let moved = home.dir.path().join("elsewhere-cert.pub");
+    fs::rename(&cert, &moved).unwrap();
+    let out = run(home
+        .rscp()
+        .arg(format!("-oCertificateFile={}", moved.display()))
+        .arg(format!("-i{}", key.display()))
+        .arg(&file)
+        .arg(&target));
+    assert_success(&out);
+}
+
+#[test]
+fn a_host_certificate_from_a_known_authority() {
+    let Some(sshd) = Sshd::start_prepared("HostCertificate @DIR@/host_key-cert.pub", |dir| {
+        new_key(dir, "host_ca", "");
+        sign(
+            &dir.join("host_ca"),
+            &dir.join("host_key.pub"),
+            "127.0.0.1",
+            true,
+        );
+    }) else {
+        return;
+    };
+    let ca = fs::read_to_string(sshd.dir.path().join("host_ca.pub")).unwrap();
+    let ca: String = ca.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+    let (_work, file, into) = payload();
+    let target = format!("fixture:{}", into.display());
+    // Only the authority is known, not the host's key.
+    let home = with_known_hosts(
+        &sshd,
+        &format!("@cert-authority [127.0.0.1]:* {ca}\n"),
+        "\tStrictHostKeyChecking yes\n",
+    );
+    let out = run(home.rscp().arg(&file).arg(&target));
+    assert_success(&out);
+    assert_eq!(stderr(&out), "");
+
+    // Another authority: the certificate proves nothing.
+    let other = new_key(sshd.dir.path(), "other_ca", "");
+    let other = fs::read_to_string(other.with_extension("pub")).unwrap();
+    let other: String = other
+        .split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let home = with_known_hosts(
+        &sshd,
+        &format!("@cert-authority * {other}\n"),
+        "\tStrictHostKeyChecking yes\n",
+    );
+    let out = run(home.rscp().arg(&file).arg(&target));
+    assert_exit(&out, 1);
+    assert!(
+        stderr(&out).ends_with("rscp: Host key verification failed.\n"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn forward_agent_only_when_asked() {
+    let Some(sshd) = Sshd::start() else { return };
+    let agent = Agent::start();
+    agent.add(&sshd.client_key());
+    let home = Home::for_sshd(&sshd, "");
+    let (work, file, into) = payload();
+    // The remote shell runs what the target path holds (as with scp): here
+    // it lists the keys the remote side can reach through the agent.
+    let report = work.path().join("agent-seen");
+    let target = |flag: &str| {
+        let mut command = home.rscp();
+        command.env("SSH_AUTH_SOCK", &agent.socket);
+        if !flag.is_empty() {
+            command.arg(flag);
+        }
+        command.arg(&file).arg(format!(
+            "fixture:{}/$(ssh-add -l > {} 2>&1)",
+            into.display(),
+            report.display()
+        ));
+        command
+    };
+    let out = run(&mut target("-A"));
+    assert_success(&out);
+    let seen = fs::read_to_string(&report).unwrap();
+    assert!(
+        seen.contains("ED25519"),
+        "forwarded agent not reachable: {seen}"
+    );
+
+    let out = run(&mut target(""));
+    assert_success(&out);
+    let seen = fs::read_to_string(&report).unwrap();
+    assert!(
+        !seen.contains("ED25519"),
+        "agent forwarded without -A: {seen}"
+    );
+}

@@ -61,6 +61,12 @@ impl Sshd {
     /// Starts one with extra sshd_config lines (`@PORT@` and `@DIR@` are
     /// filled in); they come first, so they win.
     pub fn start_with(extra: &str) -> Option<Sshd> {
+        Sshd::start_prepared(extra, |_| {})
+    }
+
+    /// Like `start_with`, with `prepare(dir)` run once the keys exist and
+    /// before sshd starts (to sign a host certificate, say).
+    pub fn start_prepared(extra: &str, prepare: impl FnOnce(&Path)) -> Option<Sshd> {
         if !sshd_available() {
             return None;
         }
@@ -72,6 +78,7 @@ impl Sshd {
         keygen(&d.join("host_key"));
         keygen(&d.join("client_key"));
         fs::copy(d.join("client_key.pub"), d.join("authorized_keys")).expect("authorized_keys");
+        prepare(d);
         if nix_is_root() {
             // sshd's privilege separation directory, missing on fresh machines.
             let _ = fs::create_dir_all("/run/sshd");
@@ -658,4 +665,30 @@ pub fn new_key(dir: &Path, name: &str, passphrase: &str) -> PathBuf {
         .expect("ssh-keygen");
     assert!(status.success());
     path
+}
+
+/// Signs `public_key` with the CA key `ca` (`host`: a host certificate),
+/// for `principals`; returns the certificate's path (`<key>-cert.pub`).
+pub fn sign(ca: &Path, public_key: &Path, principals: &str, host: bool) -> PathBuf {
+    let mut command = Command::new("ssh-keygen");
+    command
+        .arg("-q")
+        .arg("-s")
+        .arg(ca)
+        .arg("-I")
+        .arg("rscp-test")
+        .arg("-n")
+        .arg(principals)
+        .arg("-V")
+        .arg("-5m:+1h");
+    if host {
+        command.arg("-h");
+    }
+    let status = command.arg(public_key).status().expect("ssh-keygen -s");
+    assert!(status.success(), "signing failed");
+    let name = public_key
+        .file_name()
+        .and_then(|n| n.to_str())
+        .expect("name");
+    public_key.with_file_name(format!("{}-cert.pub", name.trim_end_matches(".pub")))
 }

@@ -37,6 +37,8 @@ pub struct Client {
     policy: Arc<HostKeyPolicy>,
     state: Arc<Mutex<HandshakeState>>,
     log: Log,
+    /// With ForwardAgent: the local agent that forwarded requests reach.
+    forwarded_agent: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Default)]
@@ -86,6 +88,26 @@ impl client::Handler for Client {
             let text = crate::escape::for_terminal(banner.trim_end_matches('\n').as_bytes());
             let _ = writeln!(std::io::stderr().lock(), "{text}");
         }
+        Ok(())
+    }
+
+    async fn server_channel_open_agent_forward(
+        &mut self,
+        channel: russh::Channel<client::Msg>,
+        reply: client::ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        // Only when asked for: a server cannot use the agent uninvited.
+        let Some(socket) = self.forwarded_agent.clone() else {
+            return Ok(());
+        };
+        reply.accept().await;
+        tokio::spawn(async move {
+            if let Ok(mut agent) = tokio::net::UnixStream::connect(&socket).await {
+                let mut stream = channel.into_stream();
+                let _ = tokio::io::copy_bidirectional(&mut stream, &mut agent).await;
+            }
+        });
         Ok(())
     }
 
@@ -158,6 +180,10 @@ pub fn connect<'a>(
             policy: Arc::new(policy),
             state: state.clone(),
             log,
+            forwarded_agent: settings
+                .forward_agent
+                .then(|| settings.identity_agent.clone())
+                .flatten(),
         };
         let russh_config = client::Config {
             preferred,

@@ -109,6 +109,13 @@ impl NativeTransport {
             .channel_open_session()
             .await
             .map_err(|e| format!("channel to {}: {e}", settings.hostname))?;
+        if settings.forward_agent && settings.identity_agent.is_some() {
+            log.debug1("Requesting authentication agent forwarding.");
+            session
+                .agent_forward(false)
+                .await
+                .map_err(|e| format!("agent forwarding on {}: {e}", settings.hostname))?;
+        }
         log.debug1(&format!(
             "Sending command: {}",
             String::from_utf8_lossy(command.as_bytes())
