@@ -18,7 +18,7 @@ use bytes::Bytes;
 use russh::client::Msg;
 use russh::{ChannelMsg, ChannelReadHalf, ChannelWriteHalf};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 use crate::escape::for_terminal;
 
@@ -55,6 +55,7 @@ pub struct ChannelWriter {
     half: Arc<ChannelWriteHalf<Msg>>,
     sending: Option<SendFuture>,
     closed: bool,
+    ended: watch::Receiver<bool>,
 }
 
 /// Collects the end of the remote command once the engine is done.
@@ -63,8 +64,18 @@ pub struct ChannelCompletion {
     half: Arc<ChannelWriteHalf<Msg>>,
 }
 
+/// Resolves when the session is over.
+async fn session_ended(mut ended: watch::Receiver<bool>) {
+    let _ = ended.wait_for(|&over| over).await;
+}
+
 /// Splits an open exec channel into the engine's pipe and its completion.
-pub fn split(channel: russh::Channel<Msg>) -> (ChannelReader, ChannelWriter, ChannelCompletion) {
+/// `ended` says when the connection is gone: a write waiting for window
+/// space from a dead peer would otherwise wait forever.
+pub fn split(
+    channel: russh::Channel<Msg>,
+    ended: watch::Receiver<bool>,
+) -> (ChannelReader, ChannelWriter, ChannelCompletion) {
     let (read, write) = channel.split();
     let write = Arc::new(write);
     let (give_back, leftover) = oneshot::channel();
@@ -82,6 +93,7 @@ pub fn split(channel: russh::Channel<Msg>) -> (ChannelReader, ChannelWriter, Cha
             half: write.clone(),
             sending: None,
             closed: false,
+            ended,
         },
         ChannelCompletion {
             leftover,
@@ -187,7 +199,13 @@ impl AsyncWrite for ChannelWriter {
         }
         let half = self.half.clone();
         let data = Bytes::copy_from_slice(buf);
-        self.sending = Some(Box::pin(async move { half.data_bytes(data).await }));
+        let ended = self.ended.clone();
+        self.sending = Some(Box::pin(async move {
+            tokio::select! {
+                sent = half.data_bytes(data) => sent,
+                () = session_ended(ended) => Err(russh::Error::Disconnect),
+            }
+        }));
         Poll::Ready(Ok(buf.len()))
     }
 
@@ -218,6 +236,8 @@ impl AsyncWrite for ChannelWriter {
 impl ChannelCompletion {
     /// Reads on until the remote command's exit status (or the channel's
     /// end) and reports how it ended.
+    /// (Reads end by themselves when the session goes: russh drops the
+    /// channel's queue then.)
     pub async fn wait(self) -> Result<(), String> {
         // Our side is done: the remote scp may be waiting for end of input.
         let _ = self.half.eof().await;

@@ -11,12 +11,14 @@ use russh::client::{self, Handle, Session};
 use russh::keys::PublicKeyOrCertificate;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::watch;
 
 use super::algorithms;
 use super::auth;
 use super::host_key::{HostKeyPolicy, ServerKey, Verdict};
 use super::known_hosts::{self, KnownHosts};
 use super::log::Log;
+use super::watchdog::WriteWatchdog;
 use crate::config::{self, AddressFamily, Settings};
 
 /// Channel window we advertise: large, so that downloads are not capped at
@@ -39,6 +41,22 @@ pub struct Client {
     log: Log,
     /// With ForwardAgent: the local agent that forwarded requests reach.
     forwarded_agent: Option<std::path::PathBuf>,
+    /// Set when the session ends, however it ends (the session task owns
+    /// this handler and drops it then).
+    ended: watch::Sender<bool>,
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        let _ = self.ended.send(true);
+    }
+}
+
+/// An authenticated connection, and a way to learn that it has ended
+/// (russh does not wake a writer waiting for window space on a dead peer).
+pub struct Connection {
+    pub handle: Handle<Client>,
+    pub ended: watch::Receiver<bool>,
 }
 
 #[derive(Debug, Default)]
@@ -76,6 +94,17 @@ impl client::Handler for Client {
             }
         }
         Ok(verdict != Verdict::Refused)
+    }
+
+    async fn disconnected(
+        &mut self,
+        reason: client::DisconnectReason<Self::Error>,
+    ) -> Result<(), Self::Error> {
+        let _ = self.ended.send(true);
+        match reason {
+            client::DisconnectReason::ReceivedDisconnect(_) => Ok(()),
+            client::DisconnectReason::Error(e) => Err(e),
+        }
     }
 
     async fn auth_banner(
@@ -144,7 +173,7 @@ pub fn connect<'a>(
     settings: &'a Settings,
     context: &'a Context,
     log: Log,
-) -> Pin<Box<dyn Future<Output = Result<Handle<Client>, String>> + Send + 'a>> {
+) -> Pin<Box<dyn Future<Output = Result<Connection, String>> + Send + 'a>> {
     Box::pin(async move {
         let known = KnownHosts::load(
             &[
@@ -176,7 +205,9 @@ pub fn connect<'a>(
             name,
         };
         let state = Arc::new(Mutex::new(HandshakeState::default()));
+        let (ended, ended_receiver) = watch::channel(false);
         let client = Client {
+            ended,
             policy: Arc::new(policy),
             state: state.clone(),
             log,
@@ -185,18 +216,24 @@ pub fn connect<'a>(
                 .then(|| settings.identity_agent.clone())
                 .flatten(),
         };
+        let alive_interval = settings
+            .server_alive_interval
+            .unwrap_or(DEFAULT_ALIVE_INTERVAL);
+        let alive_max = settings.server_alive_count_max;
         let russh_config = client::Config {
             preferred,
             window_size: WINDOW_SIZE,
             maximum_packet_size: MAX_PACKET_SIZE,
-            keepalive_interval: Some(
-                settings
-                    .server_alive_interval
-                    .unwrap_or(DEFAULT_ALIVE_INTERVAL),
-            ),
-            keepalive_max: settings.server_alive_count_max as usize,
+            keepalive_interval: Some(alive_interval),
+            keepalive_max: alive_max as usize,
             nodelay: true,
             ..client::Config::default()
+        };
+        // A write stuck as long as unanswered keepalives would take means
+        // the peer is gone (see watchdog.rs).
+        let stream: Box<dyn Stream> = match alive_max {
+            0 => stream,
+            n => Box::new(WriteWatchdog::new(stream, alive_interval * (n + 1))),
         };
         let handshake = client::connect_stream(Arc::new(russh_config), stream, client);
         let handshake = match settings.connect_timeout {
@@ -220,7 +257,10 @@ pub fn connect<'a>(
         };
         let key_only = verdict == Some(Verdict::KeyAuthenticationOnly);
         auth::authenticate(&mut handle, settings, key_only, &log).await?;
-        Ok(handle)
+        Ok(Connection {
+            handle,
+            ended: ended_receiver,
+        })
     })
 }
 
@@ -279,7 +319,7 @@ async fn through_jump_hosts(
         "Setting implicit ProxyCommand from ProxyJump: {}",
         jumps
     ));
-    let jump = connect(&jump_settings, context, log).await?;
+    let jump = connect(&jump_settings, context, log).await?.handle;
     let channel = jump
         .channel_open_direct_tcpip(
             settings.hostname.clone(),

@@ -10,5 +10,6 @@ pub mod log;
 mod native;
 pub mod prompt;
 mod proxy;
+mod watchdog;
 
 pub use native::NativeTransport;

@@ -7,11 +7,10 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use russh::client::Handle;
 use tokio::sync::Mutex;
 
 use super::channel;
-use super::connection::{self, Client, Context};
+use super::connection::{self, Connection, Context};
 use super::log::Log;
 use crate::config::{self, ConfigFiles, LogLevel, Request};
 use crate::escape::for_terminal;
@@ -25,7 +24,7 @@ const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 /// (user, host, port) of a connection.
 type Key = (String, String, u16);
 /// A connection made, or why it could not be.
-type Made = Result<Arc<Handle<Client>>, String>;
+type Made = Result<Arc<Connection>, String>;
 
 pub struct NativeTransport {
     /// Everything but the destination: command-line options as config
@@ -91,7 +90,7 @@ impl NativeTransport {
         let handle = {
             let mut connections = self.connections.lock().await;
             match connections.get(&key) {
-                Some(Ok(handle)) if !handle.is_closed() => handle.clone(),
+                Some(Ok(connection)) if !connection.handle.is_closed() => connection.clone(),
                 Some(Err(message)) => return Err(message.clone()),
                 _ => {
                     let context = Context {
@@ -106,6 +105,7 @@ impl NativeTransport {
             }
         };
         let session = handle
+            .handle
             .channel_open_session()
             .await
             .map_err(|e| format!("channel to {}: {e}", settings.hostname))?;
@@ -124,7 +124,7 @@ impl NativeTransport {
             .exec(true, command.as_bytes().to_vec())
             .await
             .map_err(|e| format!("exec on {}: {e}", settings.hostname))?;
-        let (reader, writer, completion) = channel::split(session);
+        let (reader, writer, completion) = channel::split(session, handle.ended.clone());
         Ok(Channel {
             reader: Box::pin(reader),
             writer: Box::pin(writer),
@@ -136,12 +136,13 @@ impl NativeTransport {
     /// send that before the process ends.
     pub async fn close(&self) {
         let connections = std::mem::take(&mut *self.connections.lock().await);
-        for handle in connections.into_values().flatten() {
-            let _ = handle
+        for connection in connections.into_values().flatten() {
+            let _ = connection
+                .handle
                 .disconnect(russh::Disconnect::ByApplication, "", "en")
                 .await;
-            if let Ok(handle) = Arc::try_unwrap(handle) {
-                let _ = tokio::time::timeout(CLOSE_GRACE, handle).await;
+            if let Ok(connection) = Arc::try_unwrap(connection) {
+                let _ = tokio::time::timeout(CLOSE_GRACE, connection.handle).await;
             }
         }
     }
