@@ -980,3 +980,135 @@ fn forward_agent_only_when_asked() {
         "agent forwarded without -A: {seen}"
     );
 }
+
+#[test]
+fn a_failing_remote_command_fails_the_run() {
+    let Some(sshd) = Sshd::start() else { return };
+    let home = Home::for_sshd(&sshd, "");
+    let (work, file, into) = payload();
+    // The remote shell runs the path as written: the copy itself works, then
+    // the remote command exits 3.
+    let out = run(home
+        .rscp()
+        .arg(format!("fixture:{}; exit 3", file.display()))
+        .arg(&into));
+    assert_exit(&out, 1);
+    assert_eq!(stderr(&out), "");
+    assert!(fs::read(into.join("payload.bin")).unwrap() == fs::read(&file).unwrap());
+    drop(work);
+}
+
+#[test]
+fn connect_timeout_against_a_server_that_never_speaks() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let work = tempfile::tempdir().unwrap();
+    write(work.path().join("f"), b"x");
+    let started = Instant::now();
+    let out = run(rscp()
+        .args(["-F", "none", "-oConnectTimeout=1", "-oBatchMode=yes", "-P"])
+        .arg(port.to_string())
+        .arg(work.path().join("f"))
+        .arg("127.0.0.1:/tmp/x"));
+    assert_exit(&out, 1);
+    assert_eq!(
+        stderr(&out),
+        "rscp: Connection timed out during banner exchange\n"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    drop(silent);
+}
+
+#[test]
+fn connection_attempts_are_repeated() {
+    let work = tempfile::tempdir().unwrap();
+    write(work.path().join("f"), b"x");
+    let out = run(rscp()
+        .args(["-F", "none", "-v", "-oConnectionAttempts=3", "-P", "1"])
+        .arg(work.path().join("f"))
+        .arg("127.0.0.1:/tmp/x"));
+    assert_exit(&out, 1);
+    let err = stderr(&out);
+    assert_eq!(
+        err.matches("debug1: Connecting to 127.0.0.1 [127.0.0.1] port 1.")
+            .count(),
+        3,
+        "{err}"
+    );
+    assert!(
+        err.ends_with("rscp: connect to host 127.0.0.1 port 1: Connection refused\n"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bind_address_sets_the_source() {
+    let Some(sshd) = Sshd::start() else { return };
+    let home = Home::for_sshd(&sshd, "");
+    let (_work, file, into) = payload();
+    let out = run(home
+        .rscp()
+        .arg("-oBindAddress=127.0.0.2")
+        .arg(&file)
+        .arg(format!("fixture:{}", into.display())));
+    assert_success(&out);
+    assert!(
+        sshd.log().contains("from 127.0.0.2 port"),
+        "sshd log:\n{}",
+        sshd.log()
+    );
+}
+
+#[test]
+fn the_server_banner_is_shown_unless_quiet() {
+    let Some(sshd) = Sshd::start_prepared("Banner @DIR@/banner", |dir| {
+        fs::write(dir.join("banner"), "Authorized use only\x1b[2J\n").unwrap();
+    }) else {
+        return;
+    };
+    let home = Home::for_sshd(&sshd, "");
+    let (_work, file, into) = payload();
+    let out = run(home
+        .rscp()
+        .arg(&file)
+        .arg(format!("fixture:{}", into.display())));
+    assert_success(&out);
+    assert_eq!(stderr(&out), "Authorized use only\\033[2J\n");
+    let out = run(home
+        .rscp()
+        .arg("-q")
+        .arg(&file)
+        .arg(format!("fixture:{}", into.display())));
+    assert_success(&out);
+    assert_eq!(stderr(&out), "");
+}
+
+#[test]
+fn a_missing_identity_file_is_warned_about() {
+    let Some(sshd) = Sshd::start() else { return };
+    let home = Home::for_sshd(&sshd, "");
+    let (work, file, into) = payload();
+    let missing = work.path().join("no-such-key");
+    // As with ssh, once IdentityFile is given the default keys are not
+    // added: the real key comes second.
+    let out = run(home
+        .rscp()
+        .arg("-i")
+        .arg(&missing)
+        .arg("-i")
+        .arg(home.ssh().join("id_ed25519"))
+        .arg(&file)
+        .arg(format!("fixture:{}", into.display())));
+    assert_success(&out);
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "rscp: Warning: Identity file {} not accessible: No such file or directory.\n",
+            missing.display()
+        )
+    );
+}

@@ -71,7 +71,7 @@ impl NativeTransport {
             level: settings.log_level,
         };
         for keyword in &settings.ignored {
-            log.debug2(&format!("ignoring ssh option {keyword}: no effect in rscp"));
+            log.debug1(&format!("ignoring ssh option {keyword}: no effect in rscp"));
         }
         if events.verbose() {
             let line = format!(
