@@ -1112,3 +1112,125 @@ fn a_missing_identity_file_is_warned_about() {
         )
     );
 }
+
+/// Runs rscp under a pseudo-terminal (`script`). For each `(question,
+/// answer)`, waits until the question is on the screen, then types the
+/// answer. Returns the exit status and the whole screen.
+fn on_a_terminal(
+    home: &Home,
+    args: &[String],
+    dialogue: &[(&str, &str)],
+) -> (std::process::ExitStatus, String) {
+    use std::io::{Read, Write};
+    use std::sync::{Arc, Mutex};
+    let mut line = shell_quote(&rscp_path().display().to_string());
+    for arg in args {
+        line.push(' ');
+        line.push_str(&shell_quote(arg));
+    }
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .env("HOME", home.dir.path())
+        .env_remove("SSH_AUTH_SOCK")
+        .env_remove("SSH_ASKPASS")
+        .env_remove("DISPLAY")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let screen = Arc::new(Mutex::new(String::new()));
+    let mut stdout = child.stdout.take().unwrap();
+    let collected = screen.clone();
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            collected
+                .lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    let mut stdin = child.stdin.take().unwrap();
+    for (question, answer) in dialogue {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !screen.lock().unwrap().contains(question) {
+            assert!(
+                Instant::now() < deadline,
+                "never asked {question:?}; screen:\n{}",
+                screen.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // The terminal settles (echo off for a secret) as the question ends.
+        std::thread::sleep(Duration::from_millis(100));
+        stdin.write_all(answer.as_bytes()).unwrap();
+        stdin.flush().unwrap();
+    }
+    let status = child.wait().unwrap();
+    drop(stdin);
+    reader.join().unwrap();
+    let text = screen.lock().unwrap().clone();
+    (status, text)
+}
+
+fn shell_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "'\\''"))
+}
+
+#[test]
+fn questions_on_the_terminal() {
+    let Some(sshd) = Sshd::start() else { return };
+    if !which("script") {
+        panic!("script (util-linux) is needed for terminal tests");
+    }
+    let locked = new_key(sshd.dir.path(), "locked", "tty phrase");
+    fs::copy(
+        locked.with_extension("pub"),
+        sshd.dir.path().join("authorized_keys"),
+    )
+    .unwrap();
+    let home = with_known_hosts(
+        &sshd,
+        "",
+        &format!(
+            "\tStrictHostKeyChecking ask\n\tBatchMode no\n\tIdentityFile {}\n",
+            locked.display()
+        ),
+    );
+    let (_work, file, into) = payload();
+    let args = vec![
+        file.display().to_string(),
+        format!("fixture:{}", into.display()),
+    ];
+    let passphrase_question = format!("Enter passphrase for key '{}': ", locked.display());
+    let (status, screen) = on_a_terminal(
+        &home,
+        &args,
+        &[
+            (
+                "Are you sure you want to continue connecting (yes/no/[fingerprint])? ",
+                "yes\n",
+            ),
+            (&passphrase_question, "tty phrase\n"),
+        ],
+    );
+    assert!(status.success(), "screen:\n{screen}");
+    assert!(
+        screen.contains("ED25519 key fingerprint is SHA256:"),
+        "{screen}"
+    );
+    assert!(
+        !screen.contains("tty phrase"),
+        "the passphrase was echoed:\n{screen}"
+    );
+    assert!(into.join("payload.bin").exists());
+    assert!(
+        fs::read_to_string(home.ssh().join("known_hosts"))
+            .unwrap()
+            .contains(&sshd.host_key())
+    );
+}
