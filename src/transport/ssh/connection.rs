@@ -150,10 +150,15 @@ impl client::Handler for Client {
             .debug1(&format!("kex: algorithm: {}", names.kex.as_ref()));
         self.log
             .debug1(&format!("kex: host key algorithm: {}", names.key.as_str()));
+        // AEAD ciphers authenticate by themselves; ssh says so.
+        let cipher = names.cipher.as_ref();
+        let mac = if cipher.contains("gcm") || cipher.starts_with("chacha20-poly1305") {
+            "<implicit>"
+        } else {
+            names.client_mac.as_ref()
+        };
         self.log.debug1(&format!(
-            "kex: cipher: {} MAC: {} compression: {:?}",
-            names.cipher.as_ref(),
-            names.client_mac.as_ref(),
+            "kex: cipher: {cipher} MAC: {mac} compression: {:?}",
             names.client_compression
         ));
         Ok(())
