@@ -509,14 +509,6 @@ fn an_encrypted_key_through_askpass() {
     );
 }
 
-fn whoami() -> String {
-    let out = std::process::Command::new("id")
-        .arg("-un")
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
 /// A second sshd that also takes passwords, and a local user to log in as.
 fn password_server() -> Option<(Sshd, TestUser)> {
     let sshd = Sshd::start_with("PasswordAuthentication yes\nAuthenticationMethods password")?;

@@ -462,14 +462,6 @@ fn verbose_shows_what_is_executed_and_sent() {
     assert!(err.contains("Sink: C0644 3 f\n"), "{err}");
 }
 
-fn whoami() -> String {
-    let out = std::process::Command::new("id")
-        .arg("-un")
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
 #[test]
 fn the_ssh_program_transport_still_copies() {
     let Some(sshd) = Sshd::start() else { return };

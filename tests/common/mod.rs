@@ -692,3 +692,9 @@ pub fn sign(ca: &Path, public_key: &Path, principals: &str, host: bool) -> PathB
         .expect("name");
     public_key.with_file_name(format!("{}-cert.pub", name.trim_end_matches(".pub")))
 }
+
+/// The name of the user running the tests.
+pub fn whoami() -> String {
+    let out = Command::new("id").arg("-un").output().expect("id -un");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
