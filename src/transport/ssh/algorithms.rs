@@ -144,10 +144,9 @@ pub fn preferred(
     let default = Preferred::DEFAULT;
     let real_kex = |list: &[kex::Name]| -> Vec<kex::Name> {
         list.iter()
+            // Client and server extension markers alike.
             .filter(|k| {
-                !KEX_EXTENSIONS.contains(k)
-                    && !k.as_ref().starts_with("ext-info")
-                    && !k.as_ref().starts_with("kex-strict")
+                !k.as_ref().starts_with("ext-info") && !k.as_ref().starts_with("kex-strict")
             })
             .cloned()
             .collect()

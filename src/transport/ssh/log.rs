@@ -13,10 +13,6 @@ impl Log {
         self.at(LogLevel::Debug1, text);
     }
 
-    pub fn debug2(&self, text: &str) {
-        self.at(LogLevel::Debug2, text);
-    }
-
     /// `-q` or LogLevel QUIET (or FATAL, ERROR): warnings are not shown.
     pub fn quiet(&self) -> bool {
         self.level < LogLevel::Info
