@@ -52,6 +52,8 @@ pub struct Invocation {
     pub target_must_be_directory: bool,
     /// `-P`, applied to remote operands that have no port of their own.
     pub port: Option<u16>,
+    /// `-l`, in Kbit/s (K = 1024).
+    pub limit: Option<u64>,
     /// `-S`; `None` means the default transport.
     pub ssh_program: Option<OsString>,
     /// Flags handed to the ssh program, in command-line order, as scp does.
@@ -79,7 +81,7 @@ impl CliError {
 }
 
 /// Flags whose machinery comes later; refused rather than ignored.
-const NOT_YET: &[char] = &['3', 'R', 'l', 's', 'D', 'X'];
+const NOT_YET: &[char] = &['3', 'R', 's', 'D', 'X'];
 
 /// The flag definitions. Every short flag here is a getopt letter.
 pub fn command() -> Command {
@@ -385,15 +387,15 @@ fn invocation(
                 CliError::Fatal(format!("bad port \"{}\"", text.to_string_lossy()))
             })?),
         };
-    if let Some(limit) = last("limit") {
-        let ok = limit
-            .to_str()
-            .and_then(|s| s.parse::<u64>().ok())
-            .is_some_and(|kbps| (1..=100 * 1024 * 1024).contains(&kbps));
-        if !ok {
-            return Err(CliError::Usage(None));
-        }
-    }
+    let limit = match last("limit") {
+        None => None,
+        Some(text) => Some(
+            text.to_str()
+                .and_then(|s| s.parse::<u64>().ok())
+                .filter(|kbps| (1..=100 * 1024 * 1024).contains(kbps))
+                .ok_or(CliError::Usage(None))?,
+        ),
+    };
     if let Some(values) = m.get_many::<OsString>("sftp-option") {
         for v in values {
             let v = v.as_bytes();
@@ -433,6 +435,7 @@ fn invocation(
         strict_filenames: !m.get_flag("no-strict"),
         target_must_be_directory: m.get_flag("target-directory"),
         port,
+        limit,
         ssh_program: last("program"),
         ssh_args: ssh_args(options),
         operands,
@@ -636,7 +639,6 @@ mod tests {
         for (args, letter) in [
             (vec!["-3", "a", "b"], '3'),
             (vec!["-R", "a", "b"], 'R'),
-            (vec!["-l", "800", "a", "b"], 'l'),
             (vec!["-s", "a", "b"], 's'),
             (vec!["-D", "/x", "a", "b"], 'D'),
             (vec!["-X", "buffer=1", "a", "b"], 'X'),
@@ -656,6 +658,15 @@ mod tests {
         assert_eq!(inv.verbose, 1);
         // A server with no operand is not a usage error of the client kind.
         assert_eq!(copy(&["-t"]).operands, Vec::<OsString>::new());
+    }
+
+    #[test]
+    fn bandwidth_limit() {
+        assert_eq!(copy(&["-l", "800", "a", "b"]).limit, Some(800));
+        assert_eq!(copy(&["-l8000", "a", "b"]).limit, Some(8000));
+        assert_eq!(copy(&["a", "b"]).limit, None);
+        assert_eq!(run(&["-l", "0", "a", "b"]), Err(CliError::Usage(None)));
+        assert_eq!(run(&["-l", "fast", "a", "b"]), Err(CliError::Usage(None)));
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::operand::Remote;
 use crate::plan::{self, Destination, ToLocal, ToRemote};
 use crate::protocol::{
     CHUNK, Events, NameFilter, SessionError, Sink, SinkOptions, Source, SourceOptions,
-    require_directory,
+    bytes_per_second, require_directory,
 };
 use crate::report::{self, LocalEnd};
 use crate::transport::ssh::NativeTransport;
@@ -82,6 +82,14 @@ impl<'a> Client<'a> {
     }
 
     async fn upload_all(&mut self, steps: &[ToRemote], target: &Remote) {
+        if self.events.shows_progress() {
+            let paths = steps.iter().filter_map(|s| match s {
+                ToRemote::Upload(path) => Some(Path::new(path)),
+                _ => None,
+            });
+            let (files, bytes) = measure(paths, self.invocation.recursive);
+            self.events.expect(files, bytes);
+        }
         // Opened at the first local source, as scp does; `None` after that
         // means it failed (reported once) and later uploads are skipped.
         let mut upload: Option<Upload> = None;
@@ -137,6 +145,7 @@ impl<'a> Client<'a> {
         let options = SourceOptions {
             recursive: self.invocation.recursive,
             preserve: self.invocation.preserve,
+            limit: self.limit(),
         };
         let mut source = Source::new(channel.reader, channel.writer, options, self.events);
         if let Err(error) = source.start().await {
@@ -182,6 +191,7 @@ impl<'a> Client<'a> {
                 .invocation
                 .strict_filenames
                 .then(|| NameFilter::for_request(source.path.as_bytes())),
+            limit: self.limit(),
         };
         let sink = Sink::new(channel.reader, channel.writer, options, self.events);
         match sink.run(target).await {
@@ -228,6 +238,7 @@ impl<'a> Client<'a> {
             SourceOptions {
                 recursive: self.invocation.recursive,
                 preserve: self.invocation.preserve,
+                limit: self.limit(),
             },
             &sending,
         );
@@ -240,6 +251,8 @@ impl<'a> Client<'a> {
                 target_must_be_directory: false,
                 umask: self.umask,
                 filter: None,
+                // Paced once, at the sending end.
+                limit: None,
             },
             &receiving,
         );
@@ -255,6 +268,11 @@ impl<'a> Client<'a> {
                 Err(error) => self.session_failed(&error),
             }
         }
+    }
+
+    /// `-l` in bytes per second.
+    fn limit(&self) -> Option<u64> {
+        self.invocation.limit.map(bytes_per_second)
     }
 
     fn session_failed(&mut self, error: &SessionError) {
@@ -289,6 +307,36 @@ impl<'a> Client<'a> {
         bytes.extend_from_slice(path.as_bytes());
         OsString::from_vec(bytes)
     }
+}
+
+/// Files and bytes that sending `paths` will move (for the total line),
+/// counted as the source walks them: symlinks followed, loops skipped.
+fn measure<'p>(paths: impl Iterator<Item = &'p Path>, recursive: bool) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    let (mut files, mut bytes) = (0u64, 0u64);
+    for path in paths {
+        let mut todo = vec![(path.to_path_buf(), Vec::<(u64, u64)>::new())];
+        while let Some((path, ancestors)) = todo.pop() {
+            let Ok(meta) = fs::metadata(&path) else {
+                continue;
+            };
+            if meta.is_file() {
+                files += 1;
+                bytes += meta.len();
+            } else if meta.is_dir() && recursive {
+                let identity = (meta.dev(), meta.ino());
+                if ancestors.contains(&identity) {
+                    continue;
+                }
+                let mut inner = ancestors.clone();
+                inner.push(identity);
+                for entry in fs::read_dir(&path).into_iter().flatten().flatten() {
+                    todo.push((entry.path(), inner.clone()));
+                }
+            }
+        }
+    }
+    (files, bytes)
 }
 
 /// For `-r` copies: the directory that would be created inside the source

@@ -10,6 +10,7 @@ pub mod config;
 pub mod escape;
 pub mod operand;
 pub mod plan;
+pub mod progress;
 pub mod protocol;
 pub mod report;
 pub mod server;

@@ -4,7 +4,10 @@ use std::time::Duration;
 use nix::sys::stat::{Mode, umask};
 use tokio::signal::unix::{SignalKind, signal};
 
+use std::sync::Arc;
+
 use rscp::cli::{self, CliError, Invocation, Request, Role};
+use rscp::progress::{self, Meter};
 use rscp::report::{self, Reporter};
 use rscp::transport::children;
 
@@ -58,14 +61,22 @@ fn run(invocation: &Invocation) -> bool {
             return false;
         }
     };
+    let meter = match invocation.role {
+        Role::Client => Meter::for_terminal(invocation.quiet).map(Arc::new),
+        Role::Sink | Role::Source => None,
+    };
     let events = Reporter {
         server: invocation.role != Role::Client,
         verbose: invocation.verbose > 0,
+        meter: meter.clone(),
     };
     let ok = runtime.block_on(async {
         // Installed before any work starts, so that no child can be
         // started that a signal would leave behind.
         let interrupted = interrupted();
+        if let Some(meter) = &meter {
+            tokio::spawn(redraw(meter.clone()));
+        }
         let work = async {
             match invocation.role {
                 Role::Client => rscp::client::run(invocation, &events, umask_bits).await,
@@ -82,9 +93,34 @@ fn run(invocation: &Invocation) -> bool {
             }
         }
     });
+    // The file lines stay, the total line goes; on a signal the current
+    // line is left as it was, and the shell's prompt starts on a new one.
+    if let Some(meter) = &meter {
+        meter.finish();
+    }
     // Do not wait for a disk write that may never finish.
     runtime.shutdown_timeout(Duration::from_millis(100));
     ok
+}
+
+/// Redraws the meter once a second, and at once when the window is resized.
+async fn redraw(meter: Arc<Meter>) {
+    let mut every_second = tokio::time::interval(progress::REFRESH);
+    let mut resized = signal(SignalKind::window_change()).ok();
+    loop {
+        let resize = async {
+            match resized.as_mut() {
+                Some(stream) => {
+                    stream.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = every_second.tick() => meter.tick(),
+            () = resize => meter.resized(),
+        }
+    }
 }
 
 /// Sets up SIGINT, SIGTERM and SIGHUP handling now, and returns a future

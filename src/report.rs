@@ -1,9 +1,12 @@
-//! What the user sees on stderr. Writes never panic: a closed stderr is
-//! ignored, as scp ignores it.
+//! What the user sees: errors and `-v` lines on stderr, the progress meter
+//! on stdout. Writes never panic: a closed stderr is ignored, as scp
+//! ignores it.
 
 use std::io::Write;
+use std::sync::Arc;
 
 use crate::escape::for_terminal;
+use crate::progress::Meter;
 use crate::protocol::Events;
 
 /// Writes one line to stderr, escaped, with the `rscp: ` prefix.
@@ -23,18 +26,30 @@ pub struct Reporter {
     /// A server tells its peer, not its own stderr (scp's `iamremote`).
     pub server: bool,
     pub verbose: bool,
+    /// The progress meter, when there is one.
+    pub meter: Option<Arc<Meter>>,
+}
+
+impl Reporter {
+    /// Writes to stderr with the progress bars moved out of the way.
+    fn say(&self, write: impl FnOnce()) {
+        match &self.meter {
+            Some(meter) => meter.suspend(write),
+            None => write(),
+        }
+    }
 }
 
 impl Events for Reporter {
     fn error(&self, message: &str) {
         if !self.server {
-            error(message);
+            self.say(|| error(message));
         }
     }
 
     fn peer_message(&self, message: &[u8]) {
         if !self.server {
-            line(&for_terminal(message));
+            self.say(|| line(&for_terminal(message)));
         }
     }
 
@@ -44,7 +59,35 @@ impl Events for Reporter {
 
     fn debug(&self, text: &[u8]) {
         if self.verbose {
-            line(&for_terminal(text.strip_suffix(b"\n").unwrap_or(text)));
+            self.say(|| line(&for_terminal(text.strip_suffix(b"\n").unwrap_or(text))));
+        }
+    }
+
+    fn file_started(&self, name: &[u8], size: u64) {
+        if let Some(meter) = &self.meter {
+            meter.file_started(name, size);
+        }
+    }
+
+    fn file_progress(&self, bytes: u64) {
+        if let Some(meter) = &self.meter {
+            meter.file_progress(bytes);
+        }
+    }
+
+    fn file_finished(&self) {
+        if let Some(meter) = &self.meter {
+            meter.file_finished();
+        }
+    }
+
+    fn shows_progress(&self) -> bool {
+        self.meter.is_some()
+    }
+
+    fn expect(&self, files: u64, bytes: u64) {
+        if let Some(meter) = &self.meter {
+            meter.expect(files, bytes);
         }
     }
 }
@@ -90,5 +133,13 @@ impl Events for LocalEnd<'_> {
         if self.sending {
             self.reporter.file_finished();
         }
+    }
+
+    fn shows_progress(&self) -> bool {
+        self.reporter.shows_progress()
+    }
+
+    fn expect(&self, files: u64, bytes: u64) {
+        self.reporter.expect(files, bytes);
     }
 }

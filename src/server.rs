@@ -23,6 +23,7 @@ pub async fn run(invocation: &Invocation, events: &dyn Events, umask: u32) -> bo
                 target_must_be_directory: invocation.target_must_be_directory,
                 umask,
                 filter: None,
+                limit: None,
             };
             let sink = Sink::new(stdin, stdout, options, events);
             matches!(sink.run(Path::new(target)).await, Ok(summary) if summary.errors == 0)
@@ -31,6 +32,7 @@ pub async fn run(invocation: &Invocation, events: &dyn Events, umask: u32) -> bo
             let options = SourceOptions {
                 recursive: invocation.recursive,
                 preserve: invocation.preserve,
+                limit: None,
             };
             let mut source = Source::new(stdin, stdout, options, events);
             if source.start().await.is_err() {

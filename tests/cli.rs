@@ -61,7 +61,6 @@ fn later_features_are_refused_not_ignored() {
     for (flag, letter) in [
         (vec!["-3"], '3'),
         (vec!["-R"], 'R'),
-        (vec!["-l", "800"], 'l'),
         (vec!["-s"], 's'),
         (vec!["-D", "/usr/lib/sftp-server"], 'D'),
         (vec!["-X", "nrequests=4"], 'X'),

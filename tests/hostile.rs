@@ -86,6 +86,7 @@ fn options(recursive: bool, preserve: bool) -> SinkOptions {
         target_must_be_directory: false,
         umask: 0o022,
         filter: None,
+        limit: None,
     }
 }
 

@@ -502,3 +502,42 @@ fn a_large_file_round_trips() {
     assert_success(&down);
     assert!(fs::read(work.path().join("big.down")).unwrap() == data);
 }
+
+#[test]
+fn bandwidth_limit_paces_both_directions() {
+    let Some(sshd) = Sshd::start() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let data = pattern(200 * 1024, 17);
+    write(work.path().join("f"), &data);
+    // 800 Kbit/s with K = 1024 is 100 KiB/s: 200 KiB take 2 s.
+    let timed = |command: &mut std::process::Command| {
+        let started = std::time::Instant::now();
+        let out = run(command);
+        (out, started.elapsed())
+    };
+    let (up, took) = timed(
+        sshd.rscp()
+            .arg("-l")
+            .arg("800")
+            .arg(work.path().join("f"))
+            .arg(sshd.remote(work.path().join("up"))),
+    );
+    assert_success(&up);
+    assert!(fs::read(work.path().join("up")).unwrap() == data);
+    assert!(
+        took.as_secs_f64() >= 1.8 && took.as_secs_f64() <= 2.4,
+        "upload took {took:?}"
+    );
+    let (down, took) = timed(
+        sshd.rscp()
+            .arg("-l800")
+            .arg(sshd.remote(work.path().join("f")))
+            .arg(work.path().join("down")),
+    );
+    assert_success(&down);
+    assert!(fs::read(work.path().join("down")).unwrap() == data);
+    assert!(
+        took.as_secs_f64() >= 1.8 && took.as_secs_f64() <= 2.4,
+        "download took {took:?}"
+    );
+}

@@ -6,6 +6,7 @@
 //! the client and by server mode (`rscp -t`, `rscp -f`).
 
 mod blocking;
+mod limit;
 pub mod names;
 pub mod record;
 mod sink;
@@ -14,6 +15,7 @@ mod wire;
 
 use std::fmt;
 
+pub use limit::bytes_per_second;
 pub use names::NameFilter;
 pub use sink::{Sink, SinkOptions, require_directory};
 pub use source::{Source, SourceOptions};
@@ -91,6 +93,12 @@ pub trait Events: Sync {
     fn file_progress(&self, _bytes: u64) {}
     /// The current file is done (or abandoned).
     fn file_finished(&self) {}
+    /// Whether progress is shown (so that totals are worth counting).
+    fn shows_progress(&self) -> bool {
+        false
+    }
+    /// Files and bytes the run will move, when known beforehand.
+    fn expect(&self, _files: u64, _bytes: u64) {}
 }
 
 /// Events that go nowhere, for tests and quiet internal uses.

@@ -12,6 +12,7 @@ use nix::sys::stat::{UtimensatFlags, utimensat};
 use nix::sys::time::TimeSpec;
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use super::limit::Pacer;
 use super::names::NameFilter;
 use super::record::{self, Record, Times};
 use super::wire::{Reply, Wire};
@@ -37,6 +38,8 @@ pub struct SinkOptions {
     /// Strict filename checking of the top-level names (`None` with `-T`
     /// and for uploads, where the client chose the names).
     pub filter: Option<NameFilter>,
+    /// `-l`, in bytes per second.
+    pub limit: Option<u64>,
 }
 
 pub struct Sink<'e, R, W> {
@@ -46,6 +49,7 @@ pub struct Sink<'e, R, W> {
     errors: u32,
     /// Free data buffers; two circulate while a file is received.
     buffers: Vec<Vec<u8>>,
+    pacer: Option<Pacer>,
 }
 
 /// A directory being received: what to restore once its `E` arrives.
@@ -63,10 +67,11 @@ where
     pub fn new(reader: R, writer: W, options: SinkOptions, events: &'e dyn Events) -> Self {
         Sink {
             wire: Wire::new(reader, writer),
-            options,
             events,
             errors: 0,
             buffers: Vec::new(),
+            pacer: options.limit.map(Pacer::new),
+            options,
         }
     }
 
@@ -271,8 +276,10 @@ where
         let mut in_flight: Option<blocking::Pending> = None;
         let mut failure: Option<String> = None;
         let mut offset = 0u64;
+        // With -l, smaller reads, each followed by its pause.
+        let most = self.pacer.as_ref().map_or(CHUNK, |p| p.piece(CHUNK));
         while offset < size {
-            let len = (size - offset).min(CHUNK as u64) as usize;
+            let len = (size - offset).min(most as u64) as usize;
             let mut buf = self.buffers.pop().unwrap_or_else(|| vec![0; CHUNK]);
             let read = self.wire.read_data(&mut buf[..len]).await;
             if let Some(pending) = in_flight.take() {
@@ -284,6 +291,9 @@ where
             }
             read?;
             self.events.file_progress(len as u64);
+            if let Some(pacer) = self.pacer.as_mut() {
+                pacer.moved(len as u64).await;
+            }
             // A new file reads as zeros where nothing was written, so runs
             // of zeros are left as holes (sparse files stay sparse).
             let skip = failure.is_some() || (new_file && buf[..len] == ZEROS[..len]);

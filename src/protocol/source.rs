@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 
+use super::limit::Pacer;
 use super::wire::{Reply, Wire};
 use super::{CHUNK, Events, SessionError, Summary, blocking, record};
 use crate::escape::{io_reason, path_for_terminal as shown};
@@ -19,6 +20,8 @@ pub struct SourceOptions {
     pub recursive: bool,
     /// `-p`: send times before each file and directory.
     pub preserve: bool,
+    /// `-l`, in bytes per second.
+    pub limit: Option<u64>,
 }
 
 pub struct Source<'e, R, W> {
@@ -28,6 +31,7 @@ pub struct Source<'e, R, W> {
     errors: u32,
     /// Two buffers, so that one is read from disk while the other is sent.
     buffers: [Vec<u8>; 2],
+    pacer: Option<Pacer>,
 }
 
 /// A directory being sent, with its place in the walk.
@@ -50,6 +54,7 @@ where
             events,
             errors: 0,
             buffers: [Vec::new(), Vec::new()],
+            pacer: options.limit.map(Pacer::new),
         }
     }
 
@@ -277,10 +282,9 @@ where
                 // The `\0` after the data travels with the last chunk.
                 buf.push(0);
             }
-            let written = self.wire.write_data(&buf).await;
+            let written = self.write_paced(&buf, len).await;
             buf.truncate(len);
             written?;
-            self.events.file_progress(len as u64);
             if next.is_some() {
                 spare = buf;
             } else {
@@ -292,6 +296,26 @@ where
             self.wire.flush().await?;
         }
         Ok(failure)
+    }
+
+    /// Writes a chunk (`len` data bytes, perhaps followed by the status
+    /// byte), reporting progress, at the `-l` pace if there is one.
+    async fn write_paced(&mut self, buf: &[u8], len: usize) -> Result<(), SessionError> {
+        let piece = self
+            .pacer
+            .as_ref()
+            .map_or(buf.len().max(1), |p| p.piece(CHUNK));
+        let mut offset = 0;
+        for part in buf.chunks(piece) {
+            self.wire.write_data(part).await?;
+            self.events
+                .file_progress(part.len().min(len.saturating_sub(offset)) as u64);
+            offset += part.len();
+            if let Some(pacer) = self.pacer.as_mut() {
+                pacer.moved(part.len() as u64).await;
+            }
+        }
+        Ok(())
     }
 
     /// `T` record for `meta`; false when the sink refused it.
