@@ -38,6 +38,16 @@ pub enum Role {
     Source,
 }
 
+/// How a copy between two remote hosts is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RemoteToRemote {
+    /// `-3` (the default): through this host.
+    #[default]
+    ThroughLocal,
+    /// `-R`: by running scp on the origin host.
+    OnOrigin,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invocation {
     pub role: Role,
@@ -54,6 +64,8 @@ pub struct Invocation {
     pub port: Option<u16>,
     /// `-l`, in Kbit/s (K = 1024).
     pub limit: Option<u64>,
+    /// `-3` or `-R`, whichever came last.
+    pub remote_to_remote: RemoteToRemote,
     /// `-S`; `None` means the default transport.
     pub ssh_program: Option<OsString>,
     /// Flags handed to the ssh program, in command-line order, as scp does.
@@ -81,7 +93,7 @@ impl CliError {
 }
 
 /// Flags whose machinery comes later; refused rather than ignored.
-const NOT_YET: &[char] = &['3', 'R', 's', 'D', 'X'];
+const NOT_YET: &[char] = &['s', 'D', 'X'];
 
 /// The flag definitions. Every short flag here is a getopt letter.
 pub fn command() -> Command {
@@ -436,6 +448,15 @@ fn invocation(
         target_must_be_directory: m.get_flag("target-directory"),
         port,
         limit,
+        remote_to_remote: options
+            .iter()
+            .rev()
+            .find_map(|(letter, _)| match letter {
+                '3' => Some(RemoteToRemote::ThroughLocal),
+                'R' => Some(RemoteToRemote::OnOrigin),
+                _ => None,
+            })
+            .unwrap_or_default(),
         ssh_program: last("program"),
         ssh_args: ssh_args(options),
         operands,
@@ -637,8 +658,6 @@ mod tests {
     #[test]
     fn later_flags_are_refused_not_ignored() {
         for (args, letter) in [
-            (vec!["-3", "a", "b"], '3'),
-            (vec!["-R", "a", "b"], 'R'),
             (vec!["-s", "a", "b"], 's'),
             (vec!["-D", "/x", "a", "b"], 'D'),
             (vec!["-X", "buffer=1", "a", "b"], 'X'),
@@ -658,6 +677,26 @@ mod tests {
         assert_eq!(inv.verbose, 1);
         // A server with no operand is not a usage error of the client kind.
         assert_eq!(copy(&["-t"]).operands, Vec::<OsString>::new());
+    }
+
+    #[test]
+    fn remote_to_remote_modes() {
+        assert_eq!(
+            copy(&["a", "b"]).remote_to_remote,
+            RemoteToRemote::ThroughLocal
+        );
+        assert_eq!(
+            copy(&["-R", "a", "b"]).remote_to_remote,
+            RemoteToRemote::OnOrigin
+        );
+        assert_eq!(
+            copy(&["-R", "-3", "a", "b"]).remote_to_remote,
+            RemoteToRemote::ThroughLocal
+        );
+        assert_eq!(
+            copy(&["-3R", "a", "b"]).remote_to_remote,
+            RemoteToRemote::OnOrigin
+        );
     }
 
     #[test]

@@ -8,13 +8,13 @@ use std::pin::Pin;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::cli::Invocation;
-use crate::escape::{for_terminal, path_for_terminal};
+use crate::cli::{Invocation, RemoteToRemote};
+use crate::escape::path_for_terminal;
 use crate::operand::Remote;
 use crate::plan::{self, Destination, ToLocal, ToRemote};
 use crate::protocol::{
-    CHUNK, Events, NameFilter, SessionError, Sink, SinkOptions, Source, SourceOptions,
-    bytes_per_second, require_directory,
+    CHUNK, Events, NameFilter, Relay, RelayOptions, SessionError, Sink, SinkOptions, Source,
+    SourceOptions, bytes_per_second, require_directory,
 };
 use crate::report::{self, LocalEnd};
 use crate::transport::ssh::NativeTransport;
@@ -37,15 +37,35 @@ struct Client<'a> {
     failed: bool,
 }
 
-/// Runs a client invocation; true when everything was copied.
-pub async fn run(invocation: &Invocation, events: &dyn Events, umask: u32) -> bool {
+/// How a client run ended, as scp's exit status says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// 0: everything was copied.
+    Copied,
+    /// 1: something failed (the rest was copied).
+    Failed,
+    /// 255: a setup error stopped the run.
+    Fatal,
+}
+
+/// Runs a client invocation.
+pub async fn run(invocation: &Invocation, events: &dyn Events, umask: u32) -> Outcome {
     let plan = match plan::plan(&invocation.operands) {
         Ok(plan) => plan,
         Err(message) => {
             report::error(&message);
-            return false;
+            return Outcome::Failed;
         }
     };
+    // scp refuses this when it reaches such a source; rscp before starting.
+    if let Destination::Remote { target, steps } = &plan.destination
+        && invocation.remote_to_remote == RemoteToRemote::OnOrigin
+        && target.port.is_some_and(|p| p != 22)
+        && steps.iter().any(|s| matches!(s, ToRemote::FromRemote(_)))
+    {
+        report::error("target port not supported with two remote hosts and the -R option");
+        return Outcome::Fatal;
+    }
     let transport = match &invocation.ssh_program {
         Some(program) => Transport::Program(ProgramTransport {
             program: program.clone(),
@@ -72,7 +92,11 @@ pub async fn run(invocation: &Invocation, events: &dyn Events, umask: u32) -> bo
         Destination::Local { target, steps } => client.download_all(steps, Path::new(target)).await,
     }
     client.transport.close().await;
-    !client.failed
+    if client.failed {
+        Outcome::Failed
+    } else {
+        Outcome::Copied
+    }
 }
 
 impl<'a> Client<'a> {
@@ -97,10 +121,10 @@ impl<'a> Client<'a> {
         for step in steps {
             match step {
                 ToRemote::Invalid(message) => self.fail(message),
-                ToRemote::FromRemote(source) => self.fail(&format!(
-                    "{}: copying between two remote hosts is not supported yet",
-                    for_terminal(source.host.as_bytes())
-                )),
+                ToRemote::FromRemote(source) => match self.invocation.remote_to_remote {
+                    RemoteToRemote::ThroughLocal => self.relay(source, target).await,
+                    RemoteToRemote::OnOrigin => self.copy_on_origin(source, target).await,
+                },
                 ToRemote::Upload(path) => {
                     if !started {
                         started = true;
@@ -131,6 +155,86 @@ impl<'a> Client<'a> {
                 }
             }
         }
+    }
+
+    /// `-3`: both remote ends opened from here, the stream passed through.
+    async fn relay(&mut self, source: &Remote, target: &Remote) {
+        let from_command = self.remote_command("-f", &source.path);
+        let to_command = self.remote_command("-t", &target.path);
+        let from = match self
+            .transport
+            .exec(source, &from_command, self.events)
+            .await
+        {
+            Ok(channel) => channel,
+            Err(message) => return self.fail(&message),
+        };
+        let to = match self.transport.exec(target, &to_command, self.events).await {
+            Ok(channel) => channel,
+            Err(message) => {
+                from.completion.terminate().await;
+                return self.fail(&message);
+            }
+        };
+        let options = RelayOptions {
+            recursive: self.invocation.recursive,
+            filter: self
+                .invocation
+                .strict_filenames
+                .then(|| NameFilter::for_request(source.path.as_bytes())),
+            limit: self.limit(),
+        };
+        let relay = Relay::new(
+            (from.reader, from.writer),
+            (to.reader, to.writer),
+            options,
+            self.events,
+        );
+        match relay.run().await {
+            Ok(summary) => {
+                self.failed |= summary.errors > 0;
+                self.failed |= from.completion.wait().await.is_err();
+                self.failed |= to.completion.wait().await.is_err();
+            }
+            Err(error) => {
+                self.session_failed(&error);
+                from.completion.terminate().await;
+                to.completion.terminate().await;
+            }
+        }
+    }
+
+    /// `-R`: the origin host copies to the target itself, with its own scp
+    /// and its own ssh setup (`scp [-v] [-r] [-p] [-d] src [user@]host:target`).
+    async fn copy_on_origin(&mut self, source: &Remote, target: &Remote) {
+        let mut command = self.remote_command("", &source.path).into_vec();
+        command.push(b' ');
+        if let Some(user) = &target.user {
+            command.extend_from_slice(user.as_bytes());
+            command.push(b'@');
+        }
+        if target.host.contains(':') {
+            command.extend_from_slice(format!("[{}]", target.host).as_bytes());
+        } else {
+            command.extend_from_slice(target.host.as_bytes());
+        }
+        command.push(b':');
+        command.extend_from_slice(target.path.as_bytes());
+        let channel = match self
+            .transport
+            .exec(source, OsStr::from_bytes(&command), self.events)
+            .await
+        {
+            Ok(channel) => channel,
+            Err(message) => return self.fail(&message),
+        };
+        // Nothing to say to it (ssh -n); what it prints on stdout is not ours
+        // to parse.
+        drop(channel.writer);
+        let mut reader = channel.reader;
+        let _ = tokio::io::copy(&mut reader, &mut tokio::io::sink()).await;
+        drop(reader);
+        self.failed |= channel.completion.wait().await.is_err();
     }
 
     async fn open_upload(&mut self, target: &Remote) -> Option<Upload<'a>> {
@@ -282,8 +386,9 @@ impl<'a> Client<'a> {
         }
     }
 
-    /// `scp [-v] [-r] [-p] [-d] -t|-f [-- ]path`. The path is not quoted:
-    /// the remote shell expands it, as with scp.
+    /// `scp [-v] [-r] [-p] [-d] -t|-f [-- ]path` (no role for `-R`'s
+    /// `scp ... path host:target`). The path is not quoted: the remote
+    /// shell expands it, as with scp.
     fn remote_command(&self, role: &str, path: &OsStr) -> OsString {
         let inv = self.invocation;
         let mut command = String::from("scp");
@@ -297,8 +402,10 @@ impl<'a> Client<'a> {
                 command.push_str(flag);
             }
         }
-        command.push(' ');
-        command.push_str(role);
+        if !role.is_empty() {
+            command.push(' ');
+            command.push_str(role);
+        }
         command.push(' ');
         if path.as_bytes().starts_with(b"-") {
             command.push_str("-- ");

@@ -7,6 +7,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use std::sync::Arc;
 
 use rscp::cli::{self, CliError, Invocation, Request, Role};
+use rscp::client::Outcome;
 use rscp::progress::{self, Meter};
 use rscp::report::{self, Reporter};
 use rscp::transport::children;
@@ -37,14 +38,11 @@ fn main() -> ExitCode {
             return ExitCode::from(error.exit_code());
         }
     };
-    if run(&invocation) {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    }
+    ExitCode::from(run(&invocation))
 }
 
-fn run(invocation: &Invocation) -> bool {
+/// Runs the copy; returns scp's exit status (0, 1, or 255).
+fn run(invocation: &Invocation) -> u8 {
     // Read once, while there is only one thread: umask(2) can only be read
     // by setting it.
     let old = umask(Mode::empty());
@@ -58,7 +56,7 @@ fn run(invocation: &Invocation) -> bool {
         Ok(runtime) => runtime,
         Err(e) => {
             report::error(&format!("cannot start: {e}"));
-            return false;
+            return 1;
         }
     };
     let meter = match invocation.role {
@@ -70,7 +68,7 @@ fn run(invocation: &Invocation) -> bool {
         verbose: invocation.verbose > 0,
         meter: meter.clone(),
     };
-    let ok = runtime.block_on(async {
+    let code = runtime.block_on(async {
         // Installed before any work starts, so that no child can be
         // started that a signal would leave behind.
         let interrupted = interrupted();
@@ -79,17 +77,21 @@ fn run(invocation: &Invocation) -> bool {
         }
         let work = async {
             match invocation.role {
-                Role::Client => rscp::client::run(invocation, &events, umask_bits).await,
+                Role::Client => match rscp::client::run(invocation, &events, umask_bits).await {
+                    Outcome::Copied => 0,
+                    Outcome::Failed => 1,
+                    Outcome::Fatal => 255,
+                },
                 Role::Sink | Role::Source => {
-                    rscp::server::run(invocation, &events, umask_bits).await
+                    u8::from(!rscp::server::run(invocation, &events, umask_bits).await)
                 }
             }
         };
         tokio::select! {
-            ok = work => ok,
+            code = work => code,
             () = interrupted => {
                 children::terminate_all();
-                false
+                1
             }
         }
     });
@@ -100,7 +102,7 @@ fn run(invocation: &Invocation) -> bool {
     }
     // Do not wait for a disk write that may never finish.
     runtime.shutdown_timeout(Duration::from_millis(100));
-    ok
+    code
 }
 
 /// Redraws the meter once a second, and at once when the window is resized.

@@ -59,8 +59,6 @@ fn fatal_setup_errors_exit_255() {
 #[test]
 fn later_features_are_refused_not_ignored() {
     for (flag, letter) in [
-        (vec!["-3"], '3'),
-        (vec!["-R"], 'R'),
         (vec!["-s"], 's'),
         (vec!["-D", "/usr/lib/sftp-server"], 'D'),
         (vec!["-X", "nrequests=4"], 'X'),

@@ -9,6 +9,7 @@ mod blocking;
 mod limit;
 pub mod names;
 pub mod record;
+mod relay;
 mod sink;
 mod source;
 mod wire;
@@ -17,6 +18,7 @@ use std::fmt;
 
 pub use limit::bytes_per_second;
 pub use names::NameFilter;
+pub use relay::{Relay, RelayOptions};
 pub use sink::{Sink, SinkOptions, require_directory};
 pub use source::{Source, SourceOptions};
 
