@@ -26,6 +26,8 @@ pub enum Request {
     Copy(Invocation),
     Help,
     Version,
+    /// `--generate man|bash|zsh|fish`: print a man page or completions.
+    Generate(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,6 +116,14 @@ pub fn command() -> Command {
     };
     Command::new("rscp")
         .about("Secure copy (remote file copy program), a drop-in replacement for OpenSSH scp")
+        .long_about(
+            "rscp copies files between hosts on a network, as scp(1) does: same flags, same \
+             operands, same messages and exit statuses, the legacy SCP protocol on the wire. \
+             It reaches remote hosts with its own SSH client, reading ~/.ssh as ssh(1) does \
+             (keys, agent, known_hosts, config), or with -S through an ssh program. On a \
+             terminal it shows scp's progress meter, with a total line for runs of several \
+             files. The same program is the remote end (rscp -t, rscp -f).",
+        )
         .version(env!("CARGO_PKG_VERSION"))
         .override_usage(
             "rscp [-346ABCOpqRrsTv] [-c cipher] [-D sftp_server_path] [-F ssh_config]\n            \
@@ -202,18 +212,24 @@ pub fn command() -> Command {
             "sftp_server_path",
             "Connect directly to a local SFTP server",
         ))
-        .arg(value(
-            'F',
-            "ssh-config",
-            "ssh_config",
-            "Alternative ssh configuration file",
-        ))
-        .arg(value(
-            'i',
-            "identity",
-            "identity_file",
-            "Identity (private key) file",
-        ))
+        .arg(
+            value(
+                'F',
+                "ssh-config",
+                "ssh_config",
+                "Alternative ssh configuration file",
+            )
+            .value_hint(clap::ValueHint::FilePath),
+        )
+        .arg(
+            value(
+                'i',
+                "identity",
+                "identity_file",
+                "Identity (private key) file",
+            )
+            .value_hint(clap::ValueHint::FilePath),
+        )
         .arg(value(
             'J',
             "jump",
@@ -238,12 +254,15 @@ pub fn command() -> Command {
             "port",
             "Port to connect to on the remote host",
         ))
-        .arg(value(
-            'S',
-            "program",
-            "program",
-            "Program to use for the connection (an ssh)",
-        ))
+        .arg(
+            value(
+                'S',
+                "program",
+                "program",
+                "Program to use for the connection (an ssh)",
+            )
+            .value_hint(clap::ValueHint::CommandName),
+        )
         .arg(value(
             'X',
             "sftp-option",
@@ -263,8 +282,19 @@ pub fn command() -> Command {
                 .action(ArgAction::SetTrue),
         )
         .arg(
+            Arg::new("generate")
+                .long("generate")
+                .value_name("what")
+                .help("Print the man page or shell completions (man, bash, zsh, fish)")
+                .value_parser(clap::builder::PossibleValuesParser::new(
+                    crate::manual::KINDS,
+                ))
+                .hide(true),
+        )
+        .arg(
             Arg::new("operands")
                 .value_name("source ... target")
+                .value_hint(clap::ValueHint::AnyPath)
                 .value_parser(clap::builder::OsStringValueParser::new())
                 .num_args(0..)
                 .trailing_var_arg(true)
@@ -284,6 +314,9 @@ pub fn parse(args: Vec<OsString>) -> Result<Request, CliError> {
     }
     if matches.get_flag("version") {
         return Ok(Request::Version);
+    }
+    if let Some(kind) = matches.get_one::<String>("generate") {
+        return Ok(Request::Generate(kind.clone()));
     }
     invocation(&matches, &parsed.options).map(Request::Copy)
 }
@@ -332,8 +365,13 @@ fn getopt(definition: &Command, args: Vec<OsString>) -> Result<Getopt, CliError>
         if bytes == b"--" {
             break;
         }
-        if bytes == b"--help" || bytes == b"--version" {
+        if bytes == b"--help" || bytes == b"--version" || bytes.starts_with(b"--generate=") {
             parsed.long.push(arg);
+            continue;
+        }
+        if bytes == b"--generate" {
+            parsed.long.push(arg);
+            parsed.long.extend(args.next());
             continue;
         }
         if bytes.len() < 2 || bytes[0] != b'-' {

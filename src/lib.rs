@@ -8,6 +8,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod escape;
+pub mod manual;
 pub mod operand;
 pub mod plan;
 pub mod progress;

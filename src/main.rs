@@ -22,6 +22,15 @@ fn main() -> ExitCode {
         Ok(Request::Version) => {
             return print_stdout(&format!("rscp {}\n", env!("CARGO_PKG_VERSION")));
         }
+        Ok(Request::Generate(kind)) => {
+            return match rscp::manual::generate(&kind) {
+                Ok(text) => print_stdout(&String::from_utf8_lossy(&text)),
+                Err(e) => {
+                    report::error(&e.to_string());
+                    ExitCode::from(1)
+                }
+            };
+        }
         Err(error) => {
             match &error {
                 CliError::Usage(message) => {

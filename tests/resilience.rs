@@ -221,3 +221,46 @@ fn sigterm_while_connecting_ends_the_run_and_the_proxy() {
         killpg(Pid::from_raw(proxy_pid), None).is_err()
     });
 }
+
+#[test]
+fn sigterm_during_a_stalled_upload_ends_it_within_a_second() {
+    let Some(sshd) = Sshd::start() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let (proxy, pidfile) = freezable_proxy(work.path());
+    let home = Home::for_sshd(
+        &sshd,
+        &format!("Host fixture\n\tProxyCommand {} %h %p\n", proxy.display()),
+    );
+    let source = work.path().join("big");
+    big_sparse(&source);
+    let remote = work.path().join("remote-copy");
+    let mut child = home
+        .rscp()
+        .arg(&source)
+        .arg(format!("fixture:{}", remote.display()))
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("the upload to start", Duration::from_secs(20), || {
+        size_of(&remote) > 1 << 20
+    });
+    let group: i32 = fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    killpg(Pid::from_raw(group), Signal::SIGSTOP).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let sent = Instant::now();
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
+    let (code, _) = exit_within(&mut child, Duration::from_secs(5));
+    let took = sent.elapsed();
+    // Let the stopped group see the SIGTERM it was sent.
+    let _ = killpg(Pid::from_raw(group), Signal::SIGCONT);
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+    assert_eq!(code, Some(1));
+    wait_until("the proxy group to go", Duration::from_secs(2), || {
+        killpg(Pid::from_raw(group), None).is_err()
+    });
+}
