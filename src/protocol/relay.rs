@@ -7,8 +7,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::limit::Pacer;
 use super::names::NameFilter;
-use super::record::{self, Record};
-use super::wire::{Reply, Wire};
+use super::record::Record;
+use super::wire::{Incoming, Reply, Wire};
 use super::{CHUNK, Events, SessionError, Summary};
 
 #[derive(Debug, Clone, Default)]
@@ -62,29 +62,11 @@ where
             self.from.send_fatal(&message).await;
         }
         result?;
-        // The origin is done: so is the destination, which must then say
-        // nothing more.
-        let mut errors = self.errors;
-        let events = self.events;
-        let mut rest = Vec::new();
-        let mut reader = self.to.close_writer().await;
-        let _ = tokio::io::AsyncReadExt::read_to_end(
-            &mut tokio::io::AsyncReadExt::take(&mut reader, super::MAX_LINE as u64),
-            &mut rest,
-        )
-        .await;
-        if !rest.is_empty() {
+        // The origin is done: so is the destination.
+        let (mut errors, events) = (self.errors, self.events);
+        if let Some(message) = self.to.finish().await? {
+            events.peer_message(&message);
             errors += 1;
-            match rest.strip_prefix(b"\x01").or(rest.strip_prefix(b"\x02")) {
-                Some(message) => {
-                    events.peer_message(message.strip_suffix(b"\n").unwrap_or(message))
-                }
-                None => {
-                    return Err(SessionError::Protocol(
-                        "unexpected data after the last reply".into(),
-                    ));
-                }
-            }
         }
         Ok(Summary { errors })
     }
@@ -100,37 +82,22 @@ where
         let mut pending_times = false;
         let mut first = true;
         loop {
-            let Some(line) = self.from.read_line().await? else {
-                if depth == 0 && !pending_times {
-                    return Ok(());
-                }
-                return Err(SessionError::LostConnection);
-            };
-            if self.events.verbose() {
-                let mut text = b"Relay: ".to_vec();
-                text.extend_from_slice(&line);
-                self.events.debug(&text);
-            }
-            if let Some(&kind @ (1 | 2)) = line.first() {
-                // The origin's complaint: shown here, and passed on so that
-                // the destination's scp knows the run had an error.
-                self.events.peer_message(&line[1..]);
-                self.errors += 1;
-                self.forward(&line).await?;
-                if kind == 2 {
-                    return Err(SessionError::PeerFailed);
-                }
-                first = false;
-                continue;
-            }
-            let record = match record::parse(&line) {
-                Ok(record) => record,
-                Err(_) if first && !matches!(line.first(), Some(b'T' | b'C' | b'D' | b'E')) => {
-                    self.events.peer_message(&line);
+            let (record, line) = match self
+                .from
+                .next_record(first, self.events, b"Relay: ")
+                .await?
+            {
+                Incoming::End if depth == 0 && !pending_times => return Ok(()),
+                Incoming::End => return Err(SessionError::LostConnection),
+                Incoming::Warning(line) => {
+                    // The origin's complaint: passed on, so that the
+                    // destination's scp knows the run had an error.
                     self.errors += 1;
-                    return Err(SessionError::PeerFailed);
+                    self.forward(&line).await?;
+                    first = false;
+                    continue;
                 }
-                Err(why) => return Err(SessionError::Protocol(why)),
+                Incoming::Record(record, line) => (record, line),
             };
             first = false;
             match &record {

@@ -14,8 +14,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::limit::Pacer;
 use super::names::NameFilter;
-use super::record::{self, Record, Times};
-use super::wire::{Reply, Wire};
+use super::record::{Record, Times};
+use super::wire::{Incoming, Reply, Wire};
 use super::{CHUNK, Events, SessionError, Summary, blocking};
 use crate::escape::{io_reason, path_for_terminal as shown};
 
@@ -115,39 +115,19 @@ where
         let mut pending_times: Option<Option<Times>> = None;
         let mut first = true;
         loop {
-            let Some(line) = self.wire.read_line().await? else {
+            let record = match self.wire.next_record(first, self.events, b"Sink: ").await? {
                 // The end of the stream is only an orderly end between
                 // top-level records.
-                if open_directories.is_empty() && pending_times.is_none() {
+                Incoming::End if open_directories.is_empty() && pending_times.is_none() => {
                     return Ok(());
                 }
-                return Err(SessionError::LostConnection);
-            };
-            if self.events.verbose() {
-                let mut text = b"Sink: ".to_vec();
-                text.extend_from_slice(&line);
-                text.push(b'\n');
-                self.events.debug(&text);
-            }
-            if let Some(&kind @ (1 | 2)) = line.first() {
-                self.events.peer_message(&line[1..]);
-                self.errors += 1;
-                if kind == 2 {
-                    return Err(SessionError::PeerFailed);
-                }
-                first = false;
-                continue;
-            }
-            let record = match record::parse(&line) {
-                Ok(record) => record,
-                Err(_) if first && !matches!(line.first(), Some(b'T' | b'C' | b'D' | b'E')) => {
-                    // Text from the remote shell before scp ran, such as
-                    // "No match." for a glob that matched nothing.
-                    self.events.peer_message(&line);
+                Incoming::End => return Err(SessionError::LostConnection),
+                Incoming::Warning(_) => {
                     self.errors += 1;
-                    return Err(SessionError::PeerFailed);
+                    first = false;
+                    continue;
                 }
-                Err(why) => return Err(SessionError::Protocol(why)),
+                Incoming::Record(record, _) => record,
             };
             first = false;
             match record {

@@ -7,7 +7,7 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::limit::Pacer;
 use super::wire::{Reply, Wire};
@@ -101,27 +101,12 @@ where
         Ok(())
     }
 
-    /// Ends the session from our side and waits for the peer to finish. A
-    /// sink that sends anything after its last reply is misbehaving.
+    /// Ends the session from our side and waits for the peer to finish.
     pub async fn close(self) -> Result<Summary, SessionError> {
-        let mut errors = self.errors;
-        let events = self.events;
-        let mut reader = self.wire.close_writer().await;
-        let mut rest = Vec::new();
-        // Bounded: a peer that keeps talking is cut off.
-        let _ = (&mut reader)
-            .take(super::MAX_LINE as u64)
-            .read_to_end(&mut rest)
-            .await;
-        if !rest.is_empty() {
+        let (mut errors, events) = (self.errors, self.events);
+        if let Some(message) = self.wire.finish().await? {
+            events.peer_message(&message);
             errors += 1;
-            if let Some(message) = rest.strip_prefix(b"\x01").or(rest.strip_prefix(b"\x02")) {
-                events.peer_message(message.strip_suffix(b"\n").unwrap_or(message));
-            } else {
-                return Err(SessionError::Protocol(
-                    "unexpected data after the last reply".into(),
-                ));
-            }
         }
         Ok(Summary { errors })
     }

@@ -3,7 +3,8 @@
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 
-use super::{MAX_LINE, PEER_PREFIX, SessionError};
+use super::record::{self, Record};
+use super::{Events, MAX_LINE, PEER_PREFIX, SessionError};
 use crate::escape::for_terminal;
 
 /// Buffer for control lines; data reads larger than this bypass it.
@@ -17,6 +18,18 @@ pub(crate) enum Reply {
     Error(Vec<u8>),
     /// `\x02message`, or text where a reply byte was due: the peer gave up.
     Fatal(Vec<u8>),
+}
+
+/// What a source sends next, as a sink reads it.
+#[derive(Debug)]
+pub(crate) enum Incoming {
+    /// The end of the stream, between records.
+    End,
+    /// A `\x01` line (already shown): an error on the source's side; the
+    /// run goes on. The whole line, to pass it on.
+    Warning(Vec<u8>),
+    /// A well-formed record, and its line (without the newline).
+    Record(Record, Vec<u8>),
 }
 
 pub(crate) struct Wire<R, W> {
@@ -66,6 +79,43 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Wire<R, W> {
             if done {
                 return Ok(Some(line));
             }
+        }
+    }
+
+    /// Reads the next record as a sink does. `first` is whether it is the
+    /// first line of the session: text there comes from the remote shell
+    /// before scp ran ("No match."), is shown and ends the session. A
+    /// `\x02` line is shown and ends it too; a malformed record is a
+    /// protocol error. `tag` prefixes the `-v` echo ("Sink: ").
+    pub async fn next_record(
+        &mut self,
+        first: bool,
+        events: &dyn Events,
+        tag: &[u8],
+    ) -> Result<Incoming, SessionError> {
+        let Some(line) = self.read_line().await? else {
+            return Ok(Incoming::End);
+        };
+        if events.verbose() {
+            let mut text = tag.to_vec();
+            text.extend_from_slice(&line);
+            text.push(b'\n');
+            events.debug(&text);
+        }
+        if let Some(&kind @ (1 | 2)) = line.first() {
+            events.peer_message(&line[1..]);
+            if kind == 2 {
+                return Err(SessionError::PeerFailed);
+            }
+            return Ok(Incoming::Warning(line));
+        }
+        match record::parse(&line) {
+            Ok(record) => Ok(Incoming::Record(record, line)),
+            Err(_) if first && !matches!(line.first(), Some(b'T' | b'C' | b'D' | b'E')) => {
+                events.peer_message(&line);
+                Err(SessionError::PeerFailed)
+            }
+            Err(why) => Err(SessionError::Protocol(why)),
         }
     }
 
@@ -138,14 +188,34 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Wire<R, W> {
         let _ = self.send(&peer_message(2, message)).await;
     }
 
-    /// Flushes and closes our sending side (the peer sees end of stream),
-    /// keeping the receiving side.
-    pub async fn close_writer(self) -> BufReader<R> {
-        let Wire { reader, mut writer } = self;
+    /// Ends the session from our side (the peer sees end of stream) and
+    /// waits for the peer to end too. A sink says nothing after its last
+    /// reply but, at most, a message (returned, to be shown); anything else
+    /// is a protocol error. Bounded: a peer that keeps talking is cut off.
+    pub async fn finish(self) -> Result<Option<Vec<u8>>, SessionError> {
+        let Wire {
+            mut reader,
+            mut writer,
+        } = self;
         let _ = writer.flush().await;
         let _ = writer.shutdown().await;
         drop(writer);
-        reader
+        let mut rest = Vec::new();
+        let _ = (&mut reader)
+            .take(MAX_LINE as u64)
+            .read_to_end(&mut rest)
+            .await;
+        if rest.is_empty() {
+            return Ok(None);
+        }
+        match rest.strip_prefix(b"\x01").or(rest.strip_prefix(b"\x02")) {
+            Some(message) => Ok(Some(
+                message.strip_suffix(b"\n").unwrap_or(message).to_vec(),
+            )),
+            None => Err(SessionError::Protocol(
+                "unexpected data after the last reply".into(),
+            )),
+        }
     }
 }
 
