@@ -13,6 +13,17 @@ use common::*;
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 
+/// Starts uploading `source` to `remote` on the fixture, stderr captured.
+fn upload_in_background(home: &Home, source: &Path, remote: &Path) -> Child {
+    home.rscp()
+        .arg(source)
+        .arg(format!("fixture:{}", remote.display()))
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 /// A sparse file big enough that a copy takes a while.
 fn big_sparse(path: &Path) {
     let file = fs::File::create(path).unwrap();
@@ -60,14 +71,7 @@ fn a_connection_killed_mid_upload_fails_within_seconds() {
     let source = work.path().join("big");
     big_sparse(&source);
     let remote = work.path().join("remote-copy");
-    let mut child = home
-        .rscp()
-        .arg(&source)
-        .arg(format!("fixture:{}", remote.display()))
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = upload_in_background(&home, &source, &remote);
     wait_until("the upload to start", Duration::from_secs(20), || {
         size_of(&remote) > 1 << 20
     });
@@ -142,14 +146,7 @@ fn a_peer_that_stops_answering_is_given_up_on() {
     let source = work.path().join("big");
     big_sparse(&source);
     let remote = work.path().join("remote-copy");
-    let mut child = home
-        .rscp()
-        .arg(&source)
-        .arg(format!("fixture:{}", remote.display()))
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = upload_in_background(&home, &source, &remote);
     wait_until("the upload to start", Duration::from_secs(20), || {
         size_of(&remote) > 1 << 20
     });
@@ -234,14 +231,7 @@ fn sigterm_during_a_stalled_upload_ends_it_within_a_second() {
     let source = work.path().join("big");
     big_sparse(&source);
     let remote = work.path().join("remote-copy");
-    let mut child = home
-        .rscp()
-        .arg(&source)
-        .arg(format!("fixture:{}", remote.display()))
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = upload_in_background(&home, &source, &remote);
     wait_until("the upload to start", Duration::from_secs(20), || {
         size_of(&remote) > 1 << 20
     });
