@@ -539,7 +539,10 @@ impl TestUser {
             .tempdir()
             .expect("dir");
         chmod(dir.path(), 0o755);
-        let name = format!("rscpt{}", std::process::id() % 100000 + rand_suffix());
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let serial = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // Unique across test binaries (pid) and within one (serial).
+        let name = format!("rscpt{}u{serial}", std::process::id());
         let home = dir.path().join("home");
         let status = Command::new("useradd")
             .args(["-M", "-s", "/bin/sh", "-d"])
@@ -594,14 +597,6 @@ impl Drop for TestUser {
         let _ = Command::new("pkill").arg("-u").arg(&self.name).status();
         let _ = Command::new("userdel").arg(&self.name).status();
     }
-}
-
-fn rand_suffix() -> u32 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    nanos % 1000
 }
 
 /// A running ssh-agent on its own socket, stopped on drop.
