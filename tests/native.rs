@@ -2,6 +2,10 @@
 //! ~/.ssh setup, host keys, authentication, ways of reaching the host.
 
 mod common;
+/// The benchmark's delay proxy, run in-process for the window test.
+#[path = "../examples/delay_proxy.rs"]
+#[allow(dead_code)]
+mod delay_proxy;
 
 use std::fs;
 use std::time::{Duration, Instant};
@@ -1224,5 +1228,79 @@ fn questions_on_the_terminal() {
         fs::read_to_string(home.ssh().join("known_hosts"))
             .unwrap()
             .contains(&sshd.host_key())
+    );
+}
+
+/// The channel window follows the round trip: measured through a proxy
+/// that adds 30 ms each way (the kernel sees only loopback), it is sized
+/// for 1 GiB/s over that time, and a file comes through whole.
+#[test]
+fn the_channel_window_follows_the_round_trip_through_a_slow_proxy() {
+    let Some(sshd) = Sshd::start() else {
+        return;
+    };
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let proxy_port = listener.local_addr().unwrap().port();
+    let sshd_port = sshd.port;
+    std::thread::spawn(move || {
+        runtime().block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let _ = delay_proxy::serve(listener, sshd_port, Duration::from_millis(30)).await;
+        })
+    });
+    let known_hosts = sshd.dir.path().join("known_hosts");
+    let mut known = fs::read_to_string(&known_hosts).unwrap();
+    known.push_str(&format!("[127.0.0.1]:{proxy_port} {}\n", sshd.host_key()));
+    fs::write(&known_hosts, known).unwrap();
+    let config = sshd.dir.path().join("far_config");
+    fs::write(
+        &config,
+        format!(
+            "Host far\n\tHostName 127.0.0.1\n\tPort {proxy_port}\n{}",
+            fs::read_to_string(sshd.ssh_config()).unwrap()
+        ),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("source");
+    let data = pattern(3 * 1024 * 1024 + 17, 5);
+    write(&source, &data);
+    let copy = dir.path().join("copy");
+
+    let out = run(rscp()
+        .arg("-v")
+        .arg("-F")
+        .arg(&config)
+        .arg(format!("far:{}", source.display()))
+        .arg(&copy));
+    assert_success(&out);
+    assert_eq!(fs::read(&copy).unwrap(), data);
+    let log = stderr(&out);
+    let line = log
+        .lines()
+        .find(|l| l.starts_with("debug1: round trip "))
+        .unwrap_or_else(|| panic!("no round trip line in:\n{log}"));
+    let pattern = regex::Regex::new(
+        r"^debug1: round trip ([0-9.]+) ms \(version exchange\); channel window ([0-9]+) KiB$",
+    )
+    .unwrap();
+    let found = pattern.captures(line).unwrap_or_else(|| panic!("{line}"));
+    let rtt_ms: f64 = found[1].parse().unwrap();
+    let window_kib: u64 = found[2].parse().unwrap();
+    assert!(rtt_ms >= 60.0, "{line}");
+    assert!(window_kib >= 60 * 1024 && window_kib <= 64 * 1024, "{line}");
+    assert!(
+        log.contains("debug1: Remote version string SSH-2.0-OpenSSH_"),
+        "{log}"
+    );
+
+    // Direct, the round trip is loopback's and the window the smallest.
+    let out = run(sshd.rscp().arg("-v").arg(sshd.remote(&source)).arg(&copy));
+    assert_success(&out);
+    assert!(
+        stderr(&out).contains("; channel window "),
+        "{}",
+        stderr(&out)
     );
 }

@@ -15,15 +15,13 @@ use tokio::sync::watch;
 
 use super::algorithms;
 use super::auth;
+use super::greeting;
 use super::host_key::{HostKeyPolicy, ServerKey, Verdict};
 use super::known_hosts::{self, KnownHosts};
 use super::log::Log;
 use super::watchdog::WriteWatchdog;
 use crate::config::{self, AddressFamily, Settings};
 
-/// Channel window we advertise: large, so that downloads are not capped at
-/// window / round-trip time on long links (OpenSSH uses 2 MiB).
-const WINDOW_SIZE: u32 = 16 * 1024 * 1024;
 const MAX_PACKET_SIZE: u32 = 32 * 1024;
 
 /// Used when ServerAliveInterval is not set, so that a peer that vanished
@@ -197,7 +195,7 @@ pub fn connect<'a>(
             &known.known_algorithms(&name),
             known.has_authority_for(&name),
         )?;
-        let (stream, address) = open_stream(settings, context, log).await?;
+        let (stream, address, kernel_round_trip) = open_stream(settings, context, log).await?;
         let policy = HostKeyPolicy {
             address,
             principal: settings.hostname.clone(),
@@ -225,22 +223,51 @@ pub fn connect<'a>(
             .server_alive_interval
             .unwrap_or(DEFAULT_ALIVE_INTERVAL);
         let alive_max = settings.server_alive_count_max;
-        let russh_config = client::Config {
-            preferred,
-            window_size: WINDOW_SIZE,
-            maximum_packet_size: MAX_PACKET_SIZE,
-            keepalive_interval: Some(alive_interval),
-            keepalive_max: alive_max as usize,
-            nodelay: true,
-            ..client::Config::default()
-        };
         // A write stuck as long as unanswered keepalives would take means
         // the peer is gone (see watchdog.rs).
         let stream: Box<dyn Stream> = match alive_max {
             0 => stream,
             n => Box::new(WriteWatchdog::new(stream, alive_interval * (n + 1))),
         };
-        let handshake = client::connect_stream(Arc::new(russh_config), stream, client);
+        let handshake = async move {
+            log.debug1(&format!("Local version string {}", greeting::CLIENT_ID));
+            // The window: enough for one round trip at high speed, and no
+            // more (see greeting.rs).
+            let (stream, round_trip, how): (Box<dyn Stream>, _, _) = match kernel_round_trip {
+                Some(rtt) if rtt >= greeting::FAR => (stream, Some(rtt), "TCP"),
+                _ => {
+                    let (stream, greeting) = greeting::exchange(stream).await;
+                    if let Some(version) = &greeting.server_version {
+                        log.debug1(&format!("Remote version string {version}"));
+                    }
+                    (Box::new(stream), greeting.round_trip, "version exchange")
+                }
+            };
+            let window_size = greeting::window_size(round_trip);
+            let measured = match round_trip {
+                Some(rtt) => format!("round trip {:.1} ms ({how})", rtt.as_secs_f64() * 1000.0),
+                None => "round trip unknown".to_owned(),
+            };
+            log.debug1(&format!(
+                "{measured}; channel window {} KiB",
+                window_size / 1024
+            ));
+            let russh_config = client::Config {
+                client_id: russh::SshId::Standard(greeting::CLIENT_ID.into()),
+                preferred,
+                window_size,
+                maximum_packet_size: MAX_PACKET_SIZE,
+                // Messages queued per channel before russh stops reading
+                // the socket: 10 packets keep up and hold 320 KiB, where
+                // russh's 100 held 3 MiB of memory for nothing.
+                channel_buffer_size: 10,
+                keepalive_interval: Some(alive_interval),
+                keepalive_max: alive_max as usize,
+                nodelay: true,
+                ..client::Config::default()
+            };
+            client::connect_stream(Arc::new(russh_config), stream, client).await
+        };
         let handshake = match settings.connect_timeout {
             Some(limit) => tokio::time::timeout(limit, handshake)
                 .await
@@ -270,26 +297,33 @@ pub fn connect<'a>(
 }
 
 /// Opens the byte stream the SSH session runs over. Also returns the
-/// address to show in the host key question.
+/// address to show in the host key question, and the kernel's round trip
+/// for a direct TCP connection.
 async fn open_stream(
     settings: &Settings,
     context: &Context,
     log: Log,
-) -> Result<(Box<dyn Stream>, String), String> {
+) -> Result<(Box<dyn Stream>, String, Option<Duration>), String> {
     if let Some(jumps) = &settings.proxy_jump {
-        return through_jump_hosts(jumps, settings, context, log).await;
+        let (stream, address) = through_jump_hosts(jumps, settings, context, log).await?;
+        return Ok((stream, address, None));
     }
     if let Some(command) = &settings.proxy_command {
         log.debug1(&format!("Executing proxy command: exec {command}"));
         let stream = super::proxy::ProxyCommand::spawn(command)?;
-        return Ok((Box::new(stream), "<no hostip for proxy command>".into()));
+        return Ok((
+            Box::new(stream),
+            "<no hostip for proxy command>".into(),
+            None,
+        ));
     }
     let stream = tcp(settings, log).await?;
+    let round_trip = greeting::kernel_round_trip(&stream);
     let peer = stream
         .peer_addr()
         .map(|a| known_hosts::lookup_name(&a.ip().to_string(), a.port(), None))
         .unwrap_or_default();
-    Ok((Box::new(stream), peer))
+    Ok((Box::new(stream), peer, round_trip))
 }
 
 /// `-J a,b`: connect to `a`, from there to `b`, from there to the

@@ -4,6 +4,7 @@ pub mod algorithms;
 mod auth;
 pub mod channel;
 pub mod connection;
+mod greeting;
 pub mod host_key;
 pub mod known_hosts;
 pub mod log;
