@@ -1289,7 +1289,7 @@ fn the_channel_window_follows_the_round_trip_through_a_slow_proxy() {
     let rtt_ms: f64 = found[1].parse().unwrap();
     let window_kib: u64 = found[2].parse().unwrap();
     assert!(rtt_ms >= 60.0, "{line}");
-    assert!(window_kib >= 60 * 1024 && window_kib <= 64 * 1024, "{line}");
+    assert!((60 * 1024..=64 * 1024).contains(&window_kib), "{line}");
     assert!(
         log.contains("debug1: Remote version string SSH-2.0-OpenSSH_"),
         "{log}"
