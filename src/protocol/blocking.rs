@@ -2,7 +2,8 @@
 //! tokio's blocking pool, so that disk and network overlap: while one
 //! buffer is on its way to (or from) the disk, the other is on the wire. A
 //! file that fits in one chunk has nothing to overlap with, and a trip to
-//! the pool costs more than the I/O itself, so it is done in place.
+//! the pool costs more than the I/O itself, so it is done in place; so is
+//! a file in memory, and what a read finds in the page cache.
 //! Buffers are owned and handed back, never copied.
 
 use std::fs::File;
@@ -30,14 +31,26 @@ pub(crate) enum Mode {
 }
 
 impl Mode {
-    /// Overlap pays only for files of more than one chunk.
-    pub fn for_size(size: u64) -> Mode {
-        if size > super::CHUNK as u64 {
-            Mode::Background
-        } else {
+    /// Overlap pays only for files of more than one chunk, and only where
+    /// I/O can wait for a disk: a file in memory (tmpfs) is done in place.
+    pub fn for_file(file: &File, size: u64) -> Mode {
+        if size <= super::CHUNK as u64 || in_memory(file) {
             Mode::Inline
+        } else {
+            Mode::Background
         }
     }
+}
+
+/// Whether the file lives on a file system without a disk.
+fn in_memory(file: &File) -> bool {
+    // From linux/magic.h.
+    const TMPFS_MAGIC: u64 = 0x0102_1994;
+    const RAMFS_MAGIC: u64 = 0x8584_58f6;
+    nix::sys::statfs::fstatfs(file).is_ok_and(|fs| {
+        let kind = fs.filesystem_type().0 as u64;
+        kind == TMPFS_MAGIC || kind == RAMFS_MAGIC
+    })
 }
 
 fn run(mode: Mode, work: impl FnOnce() -> Done + Send + 'static) -> Pending {
@@ -49,9 +62,18 @@ fn run(mode: Mode, work: impl FnOnce() -> Done + Send + 'static) -> Pending {
 
 /// Reads into all of `buf` from `offset`, stopping early only at end of
 /// file or on an error. Yields the buffer and how many bytes were read.
+/// In the background mode, what the page cache holds is read here and now
+/// (a trip to the pool costs two thread switches per chunk); only the rest
+/// goes to the pool.
 pub(crate) fn read_at(mode: Mode, file: Arc<File>, mut buf: Vec<u8>, offset: u64) -> Pending {
+    let mut filled = 0;
+    if mode == Mode::Background {
+        match read_cached(&file, &mut buf, offset) {
+            Cached::Done(result) => return Pending::Ready((buf, result)),
+            Cached::Partly(n) => filled = n,
+        }
+    }
     run(mode, move || {
-        let mut filled = 0;
         while filled < buf.len() {
             match file.read_at(&mut buf[filled..], offset + filled as u64) {
                 Ok(0) => break,
@@ -62,6 +84,48 @@ pub(crate) fn read_at(mode: Mode, file: Arc<File>, mut buf: Vec<u8>, offset: u64
         }
         (buf, Ok(filled))
     })
+}
+
+enum Cached {
+    /// All read (or end of file, or a real error).
+    Done(io::Result<usize>),
+    /// This much read; the rest would block.
+    Partly(usize),
+}
+
+/// Reads without waiting for the disk (preadv2 with RWF_NOWAIT).
+fn read_cached(file: &File, buf: &mut [u8], offset: u64) -> Cached {
+    use std::os::fd::AsRawFd;
+    let mut filled = 0;
+    while filled < buf.len() {
+        let rest = &mut buf[filled..];
+        let piece = libc::iovec {
+            iov_base: rest.as_mut_ptr().cast(),
+            iov_len: rest.len(),
+        };
+        let Ok(at) = libc::off_t::try_from(offset + filled as u64) else {
+            return Cached::Partly(filled);
+        };
+        // SAFETY: the iovec points into `rest`, which outlives the call,
+        // and the kernel writes at most `iov_len` bytes there.
+        let n = unsafe { libc::preadv2(file.as_raw_fd(), &piece, 1, at, libc::RWF_NOWAIT) };
+        match n {
+            0 => return Cached::Done(Ok(filled)),
+            n if n > 0 => filled += n as usize,
+            _ => {
+                let error = io::Error::last_os_error();
+                match error.raw_os_error() {
+                    Some(libc::EINTR) => {}
+                    // Not cached, or not a file system that can tell.
+                    Some(libc::EAGAIN | libc::EOPNOTSUPP | libc::EINVAL | libc::ENOSYS) => {
+                        return Cached::Partly(filled);
+                    }
+                    _ => return Cached::Done(Err(error)),
+                }
+            }
+        }
+    }
+    Cached::Done(Ok(filled))
 }
 
 /// Writes `buf[..len]` at `offset`.
@@ -94,5 +158,69 @@ pub(crate) async fn finish(pending: Pending, capacity: usize) -> Done {
             Ok(done) => done,
             Err(e) => (vec![0; capacity], Err(io::Error::other(e))),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn file_with(dir: &std::path::Path, data: &[u8]) -> Arc<File> {
+        let path = dir.join("data");
+        File::create(&path).unwrap().write_all(data).unwrap();
+        Arc::new(File::open(&path).unwrap())
+    }
+
+    /// Every way of reading gives the same bytes: in place, through the
+    /// page cache, through the pool, and short at the end of the file.
+    #[tokio::test]
+    async fn reads_are_whole_in_every_mode() {
+        let data: Vec<u8> = (0..700_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        // The current directory is on a disk file system; the temp dir
+        // may be tmpfs.
+        let on_disk = tempfile::tempdir_in(".").unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        for dir in [on_disk.path(), elsewhere.path()] {
+            let file = file_with(dir, &data);
+            for mode in [Mode::Inline, Mode::Background] {
+                let (buf, result) =
+                    finish(read_at(mode, file.clone(), vec![0; 300_000], 1), 0).await;
+                assert_eq!(result.unwrap(), 300_000);
+                assert_eq!(buf, data[1..300_001]);
+                let (buf, result) =
+                    finish(read_at(mode, file.clone(), vec![0; 300_000], 600_000), 0).await;
+                assert_eq!(result.unwrap(), 100_000);
+                assert_eq!(buf[..100_000], data[600_000..]);
+            }
+            let mut cached = vec![0; 300_000];
+            match read_cached(&file, &mut cached, 1) {
+                Cached::Done(result) => {
+                    assert_eq!(result.unwrap(), 300_000);
+                    assert_eq!(cached, data[1..300_001]);
+                }
+                Cached::Partly(n) => assert_eq!(cached[..n], data[1..n + 1]),
+            }
+        }
+    }
+
+    #[test]
+    fn files_in_memory_are_done_in_place() {
+        let shm = std::path::Path::new("/dev/shm");
+        let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+        if mounts.lines().any(|l| l.starts_with("tmpfs /dev/shm ")) {
+            let dir = tempfile::tempdir_in(shm).unwrap();
+            let file = file_with(dir.path(), b"x");
+            assert_eq!(Mode::for_file(&file, 1 << 30), Mode::Inline);
+        }
+        let dir = tempfile::tempdir_in(".").unwrap();
+        let file = file_with(dir.path(), b"x");
+        if !in_memory(&file) {
+            assert_eq!(Mode::for_file(&file, 1 << 30), Mode::Background);
+        }
+        assert_eq!(
+            Mode::for_file(&file, super::super::CHUNK as u64),
+            Mode::Inline
+        );
     }
 }

@@ -252,7 +252,7 @@ where
         size: u64,
         new_file: bool,
     ) -> Result<Option<String>, SessionError> {
-        let mode = blocking::Mode::for_size(size);
+        let mode = blocking::Mode::for_file(file, size);
         let mut in_flight: Option<blocking::Pending> = None;
         let mut failure: Option<String> = None;
         let mut offset = 0u64;

@@ -234,7 +234,7 @@ where
             self.wire.send_ok().await?;
             return Ok(None);
         }
-        let mode = blocking::Mode::for_size(size);
+        let mode = blocking::Mode::for_file(&file, size);
         let [first, mut spare] = std::mem::take(&mut self.buffers).map(with_capacity);
         let mut next = Some(blocking::read_at(
             mode,
