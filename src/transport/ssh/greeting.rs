@@ -21,6 +21,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 /// Our version line, without its CR LF.
@@ -164,8 +165,8 @@ fn version_line(read: &[u8]) -> Option<(usize, usize)> {
 /// The stream handed to russh after the exchange.
 pub struct Greeted<S> {
     inner: S,
-    replay: Vec<u8>,
-    replayed: usize,
+    /// What the exchange read, for russh to read again.
+    replay: Bytes,
     /// Our version line, already sent: russh's copy of it is dropped.
     sent_line: Vec<u8>,
     swallowed: usize,
@@ -181,8 +182,7 @@ impl<S> Greeted<S> {
     ) -> Greeted<S> {
         Greeted {
             inner,
-            replay,
-            replayed: 0,
+            replay: Bytes::from(replay),
             sent_line,
             swallowed: 0,
             pending_error,
@@ -197,15 +197,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for Greeted<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        if this.replayed < this.replay.len() {
-            let left = &this.replay[this.replayed..];
-            let n = left.len().min(buf.remaining());
-            buf.put_slice(&left[..n]);
-            this.replayed += n;
-            if this.replayed == this.replay.len() {
-                this.replay = Vec::new();
-                this.replayed = 0;
-            }
+        if !this.replay.is_empty() {
+            let n = this.replay.len().min(buf.remaining());
+            buf.put_slice(&this.replay.split_to(n));
             return Poll::Ready(Ok(()));
         }
         if let Some(e) = this.pending_error.take() {
