@@ -6,21 +6,21 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::AsyncRead;
 
 use crate::cli::{Invocation, RemoteToRemote};
 use crate::escape::path_for_terminal;
 use crate::operand::Remote;
 use crate::plan::{self, Destination, ToLocal, ToRemote};
 use crate::protocol::{
-    CHUNK, Events, NameFilter, Relay, RelayOptions, SessionError, Sink, SinkOptions, Source,
-    SourceOptions, bytes_per_second, require_directory,
+    CHUNK, DataWrite, Events, NameFilter, Relay, RelayOptions, SessionError, Sink, SinkOptions,
+    Source, SourceOptions, bytes_per_second, require_directory,
 };
 use crate::report::{self, LocalEnd};
 use crate::transport::ssh::NativeTransport;
 use crate::transport::{Completion, ProgramTransport, Transport};
 
-type RemoteSource<'e> = Source<'e, Pin<Box<dyn AsyncRead + Send>>, Pin<Box<dyn AsyncWrite + Send>>>;
+type RemoteSource<'e> = Source<'e, Pin<Box<dyn AsyncRead + Send>>, Pin<Box<dyn DataWrite + Send>>>;
 
 /// The one `scp -t` all uploads of a run go through.
 struct Upload<'e> {

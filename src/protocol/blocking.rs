@@ -13,12 +13,17 @@ use std::sync::Arc;
 
 use tokio::task::JoinHandle;
 
-type Done = (Vec<u8>, io::Result<usize>);
+/// A buffer the I/O fills or empties: a `Vec`, or a `BytesMut` that can be
+/// handed to a channel without copying.
+pub(crate) trait Buffer: AsMut<[u8]> + Send + 'static {}
+impl<B: AsMut<[u8]> + Send + 'static> Buffer for B {}
+
+type Done<B> = (B, io::Result<usize>);
 
 /// An I/O operation on a buffer: finished already, or running in the pool.
-pub(crate) enum Pending {
-    Ready(Done),
-    Running(JoinHandle<Done>),
+pub(crate) enum Pending<B> {
+    Ready(Done<B>),
+    Running(JoinHandle<Done<B>>),
 }
 
 /// How the operation is run.
@@ -53,7 +58,7 @@ fn in_memory(file: &File) -> bool {
     })
 }
 
-fn run(mode: Mode, work: impl FnOnce() -> Done + Send + 'static) -> Pending {
+fn run<B: Buffer>(mode: Mode, work: impl FnOnce() -> Done<B> + Send + 'static) -> Pending<B> {
     match mode {
         Mode::Inline => Pending::Ready(work()),
         Mode::Background => Pending::Running(tokio::task::spawn_blocking(work)),
@@ -65,17 +70,23 @@ fn run(mode: Mode, work: impl FnOnce() -> Done + Send + 'static) -> Pending {
 /// In the background mode, what the page cache holds is read here and now
 /// (a trip to the pool costs two thread switches per chunk); only the rest
 /// goes to the pool.
-pub(crate) fn read_at(mode: Mode, file: Arc<File>, mut buf: Vec<u8>, offset: u64) -> Pending {
+pub(crate) fn read_at<B: Buffer>(
+    mode: Mode,
+    file: Arc<File>,
+    mut buf: B,
+    offset: u64,
+) -> Pending<B> {
     let mut filled = 0;
     if mode == Mode::Background {
-        match read_cached(&file, &mut buf, offset) {
+        match read_cached(&file, buf.as_mut(), offset) {
             Cached::Done(result) => return Pending::Ready((buf, result)),
             Cached::Partly(n) => filled = n,
         }
     }
     run(mode, move || {
-        while filled < buf.len() {
-            match file.read_at(&mut buf[filled..], offset + filled as u64) {
+        let bytes = buf.as_mut();
+        while filled < bytes.len() {
+            match file.read_at(&mut bytes[filled..], offset + filled as u64) {
                 Ok(0) => break,
                 Ok(n) => filled += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -135,7 +146,7 @@ pub(crate) fn write_at(
     buf: Vec<u8>,
     len: usize,
     offset: u64,
-) -> Pending {
+) -> Pending<Vec<u8>> {
     run(mode, move || {
         let result = file.write_all_at(&buf[..len], offset).map(|()| len);
         (buf, result)
@@ -143,20 +154,20 @@ pub(crate) fn write_at(
 }
 
 /// A finished "read" of zeros, for the padding after a failed read.
-pub(crate) fn zeros(mut buf: Vec<u8>) -> Pending {
-    buf.fill(0);
-    let len = buf.len();
+pub(crate) fn zeros<B: Buffer>(mut buf: B) -> Pending<B> {
+    buf.as_mut().fill(0);
+    let len = buf.as_mut().len();
     Pending::Ready((buf, Ok(len)))
 }
 
 /// Waits for an operation. A pool task that died (it cannot panic, but the
-/// runtime may be shutting down) loses its buffer; a fresh one replaces it.
-pub(crate) async fn finish(pending: Pending, capacity: usize) -> Done {
+/// runtime may be shutting down) loses its buffer; `fresh` replaces it.
+pub(crate) async fn finish<B: Buffer>(pending: Pending<B>, fresh: impl FnOnce() -> B) -> Done<B> {
     match pending {
         Pending::Ready(done) => done,
         Pending::Running(handle) => match handle.await {
             Ok(done) => done,
-            Err(e) => (vec![0; capacity], Err(io::Error::other(e))),
+            Err(e) => (fresh(), Err(io::Error::other(e))),
         },
     }
 }
@@ -185,11 +196,14 @@ mod tests {
             let file = file_with(dir, &data);
             for mode in [Mode::Inline, Mode::Background] {
                 let (buf, result) =
-                    finish(read_at(mode, file.clone(), vec![0; 300_000], 1), 0).await;
+                    finish(read_at(mode, file.clone(), vec![0; 300_000], 1), Vec::new).await;
                 assert_eq!(result.unwrap(), 300_000);
                 assert_eq!(buf, data[1..300_001]);
-                let (buf, result) =
-                    finish(read_at(mode, file.clone(), vec![0; 300_000], 600_000), 0).await;
+                let (buf, result) = finish(
+                    read_at(mode, file.clone(), vec![0; 300_000], 600_000),
+                    Vec::new,
+                )
+                .await;
                 assert_eq!(result.unwrap(), 100_000);
                 assert_eq!(buf[..100_000], data[600_000..]);
             }

@@ -21,6 +21,7 @@ pub use names::NameFilter;
 pub use relay::{Relay, RelayOptions};
 pub use sink::{Sink, SinkOptions, require_directory};
 pub use source::{Source, SourceOptions};
+pub use wire::DataWrite;
 
 /// Size of the buffers file data moves in.
 pub const CHUNK: usize = 256 * 1024;

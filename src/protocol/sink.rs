@@ -253,7 +253,7 @@ where
         new_file: bool,
     ) -> Result<Option<String>, SessionError> {
         let mode = blocking::Mode::for_file(file, size);
-        let mut in_flight: Option<blocking::Pending> = None;
+        let mut in_flight: Option<blocking::Pending<Vec<u8>>> = None;
         let mut failure: Option<String> = None;
         let mut offset = 0u64;
         // With -l, smaller reads, each followed by its pause.
@@ -263,7 +263,7 @@ where
             let mut buf = self.buffers.pop().unwrap_or_else(|| vec![0; CHUNK]);
             let read = self.wire.read_data(&mut buf[..len]).await;
             if let Some(pending) = in_flight.take() {
-                let (done, result) = blocking::finish(pending, CHUNK).await;
+                let (done, result) = blocking::finish(pending, || vec![0; CHUNK]).await;
                 if let Err(e) = result {
                     failure.get_or_insert(io_reason(&e));
                 }
@@ -285,7 +285,7 @@ where
             offset += len as u64;
         }
         if let Some(pending) = in_flight {
-            let (done, result) = blocking::finish(pending, CHUNK).await;
+            let (done, result) = blocking::finish(pending, || vec![0; CHUNK]).await;
             if let Err(e) = result {
                 failure.get_or_insert(io_reason(&e));
             }

@@ -1,5 +1,6 @@
 //! The sending end: walks local paths, sends records and data, reads replies.
 
+use std::collections::VecDeque;
 use std::ffi::OsStr;
 use std::fs::{self, File, ReadDir};
 use std::os::unix::ffi::OsStrExt;
@@ -7,10 +8,11 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use tokio::io::{AsyncRead, AsyncWrite};
+use bytes::{Bytes, BytesMut};
+use tokio::io::AsyncRead;
 
 use super::limit::Pacer;
-use super::wire::{Reply, Wire};
+use super::wire::{DataWrite, Reply, Wire};
 use super::{CHUNK, Events, SessionError, Summary, blocking, record};
 use crate::escape::{io_reason, path_for_terminal as shown};
 
@@ -30,7 +32,10 @@ pub struct Source<'e, R, W> {
     events: &'e dyn Events,
     errors: u32,
     /// Two buffers, so that one is read from disk while the other is sent.
-    buffers: [Vec<u8>; 2],
+    buffers: [BytesMut; 2],
+    /// Buffers handed to a writer that takes them whole, newest last; each
+    /// is used again once the writer has let go of it.
+    handed_over: VecDeque<Bytes>,
     pacer: Option<Pacer>,
 }
 
@@ -45,7 +50,7 @@ struct OpenDirectory {
 impl<'e, R, W> Source<'e, R, W>
 where
     R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
+    W: DataWrite,
 {
     pub fn new(reader: R, writer: W, options: SourceOptions, events: &'e dyn Events) -> Self {
         Source {
@@ -53,7 +58,8 @@ where
             options,
             events,
             errors: 0,
-            buffers: [Vec::new(), Vec::new()],
+            buffers: [BytesMut::new(), BytesMut::new()],
+            handed_over: VecDeque::new(),
             pacer: options.limit.map(Pacer::new),
         }
     }
@@ -235,7 +241,14 @@ where
             return Ok(None);
         }
         let mode = blocking::Mode::for_file(&file, size);
-        let [first, mut spare] = std::mem::take(&mut self.buffers).map(with_capacity);
+        // Handing buffers over saves a copy; with -l, pieces go out paced.
+        let hand_over = self.wire.takes_owned() && self.pacer.is_none();
+        let (first, mut spare) = if hand_over {
+            (self.reusable_buffer(), BytesMut::new())
+        } else {
+            let [first, spare] = std::mem::take(&mut self.buffers).map(with_capacity);
+            (first, spare)
+        };
         let mut next = Some(blocking::read_at(
             mode,
             file.clone(),
@@ -245,7 +258,7 @@ where
         let mut sent = 0u64;
         let mut failure: Option<String> = None;
         while let Some(pending) = next.take() {
-            let (mut buf, result) = blocking::finish(pending, CHUNK + 1).await;
+            let (mut buf, result) = blocking::finish(pending, fresh_buffer).await;
             let read = result.unwrap_or_else(|e| {
                 failure.get_or_insert(io_reason(&e));
                 0
@@ -258,6 +271,9 @@ where
             sent += len as u64;
             // Start on the next chunk before this one goes out.
             if sent < size {
+                if hand_over {
+                    spare = self.reusable_buffer();
+                }
                 let following = sized(std::mem::take(&mut spare), chunk_len(size, sent));
                 next = Some(match failure {
                     None => blocking::read_at(mode, file.clone(), following, sent),
@@ -265,7 +281,17 @@ where
                 });
             } else if failure.is_none() {
                 // The `\0` after the data travels with the last chunk.
-                buf.push(0);
+                buf.extend_from_slice(&[0]);
+            }
+            if hand_over {
+                let data = buf.freeze();
+                self.handed_over.push_back(data.clone());
+                self.wire.write_owned(data).await?;
+                self.events.file_progress(len as u64);
+                if next.is_none() {
+                    break;
+                }
+                continue;
             }
             let written = self.write_paced(&buf, len).await;
             buf.truncate(len);
@@ -281,6 +307,27 @@ where
             self.wire.flush().await?;
         }
         Ok(failure)
+    }
+
+    /// A buffer for the next chunk: one the writer has let go of, or a new
+    /// one. Buffers still held are kept to look at later, a few at most.
+    fn reusable_buffer(&mut self) -> BytesMut {
+        const KEPT: usize = 16;
+        for _ in 0..self.handed_over.len() {
+            let Some(oldest) = self.handed_over.pop_front() else {
+                break;
+            };
+            match oldest.try_into_mut() {
+                // Its old bytes stay: the next read overwrites them, and
+                // clearing would mean zeroing it all again.
+                Ok(buffer) => return with_capacity(buffer),
+                Err(held) => self.handed_over.push_back(held),
+            }
+        }
+        if self.handed_over.len() > KEPT {
+            self.handed_over.pop_front();
+        }
+        fresh_buffer()
     }
 
     /// Writes a chunk (`len` data bytes, perhaps followed by the status
@@ -383,15 +430,19 @@ fn chunk_len(size: u64, sent: u64) -> usize {
 }
 
 /// Room for a chunk and the status byte that may follow it.
-fn with_capacity(buf: Vec<u8>) -> Vec<u8> {
+fn with_capacity(buf: BytesMut) -> BytesMut {
     if buf.capacity() < CHUNK + 1 {
-        Vec::with_capacity(CHUNK + 1)
+        fresh_buffer()
     } else {
         buf
     }
 }
 
-fn sized(mut buf: Vec<u8>, len: usize) -> Vec<u8> {
+fn fresh_buffer() -> BytesMut {
+    BytesMut::with_capacity(CHUNK + 1)
+}
+
+fn sized(mut buf: BytesMut, len: usize) -> BytesMut {
     buf.resize(len, 0);
     buf
 }
@@ -439,6 +490,110 @@ mod tests {
         assert_eq!(trim_trailing_slashes(Path::new("/")), Path::new("/"));
         assert_eq!(trim_trailing_slashes(Path::new("///")), Path::new("/"));
         assert_eq!(trim_trailing_slashes(Path::new("a/b")), Path::new("a/b"));
+    }
+
+    /// A writer that takes buffers whole, as an SSH channel does, and lets
+    /// go of them at once, so that the source reuses each. The first time
+    /// it takes one, it runs `on_first`.
+    struct TakingWriter {
+        taken: Vec<u8>,
+        on_first: Option<Box<dyn FnOnce() + Send>>,
+    }
+
+    impl tokio::io::AsyncWrite for TakingWriter {
+        fn poll_write(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            self.taken.extend_from_slice(buf);
+            std::task::Poll::Ready(Ok(buf.len()))
+        }
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    impl DataWrite for TakingWriter {
+        fn takes_owned(&self) -> bool {
+            true
+        }
+        fn send_owned(mut self: std::pin::Pin<&mut Self>, data: Bytes) -> Result<(), Bytes> {
+            self.taken.extend_from_slice(&data);
+            if let Some(on_first) = self.on_first.take() {
+                on_first();
+            }
+            Ok(())
+        }
+    }
+
+    /// Replies given one byte per read, as a sink answering each request.
+    struct OneAtATime(&'static [u8]);
+
+    impl AsyncRead for OneAtATime {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            if let Some((&first, rest)) = self.0.split_first() {
+                buf.put_slice(&[first]);
+                self.0 = rest;
+            }
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    /// Buffers handed over come back with their old bytes; a file that
+    /// shrinks meanwhile must still be padded with zeros, not with them.
+    #[tokio::test]
+    async fn reused_buffers_do_not_leak_old_data_into_a_shrunk_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shrinking");
+        let size = 3 * CHUNK + 10;
+        let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8 + 1).collect();
+        fs::write(&path, &data).unwrap();
+        let truncate = path.clone();
+        let mut writer = TakingWriter {
+            taken: Vec::new(),
+            on_first: Some(Box::new(move || {
+                let file = fs::OpenOptions::new().write(true).open(truncate).unwrap();
+                file.set_len(CHUNK as u64 + 5).unwrap();
+            })),
+        };
+        let mut source = Source::new(
+            OneAtATime(b"\0\0\0"),
+            &mut writer,
+            SourceOptions::default(),
+            &super::super::NoEvents,
+        );
+        source.start().await.unwrap();
+        source.send(&path).await.unwrap();
+        assert_eq!(source.summary().errors, 1);
+        drop(source);
+
+        let header = format!("C0644 {size} shrinking\n");
+        let taken = &writer.taken;
+        assert!(taken.starts_with(header.as_bytes()));
+        let sent = &taken[header.len()..header.len() + size];
+        assert_eq!(sent[..CHUNK], data[..CHUNK]);
+        // The second chunk was read before or after the cut.
+        let second = &sent[CHUNK..2 * CHUNK];
+        assert!(second == &data[CHUNK..2 * CHUNK] || second[5..].iter().all(|&b| b == 0));
+        assert!(sent[2 * CHUNK..].iter().all(|&b| b == 0));
+        // Then the error instead of the `\0`.
+        let rest = &taken[header.len() + size..];
+        assert!(rest.starts_with(b"\x01rscp: "), "{rest:?}");
+        assert!(String::from_utf8_lossy(rest).contains("file shrank while being read"));
     }
 
     #[test]

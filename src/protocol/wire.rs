@@ -1,6 +1,9 @@
 //! Framing shared by both ends: bounded control lines, one-byte replies,
 //! raw data.
 
+use std::pin::Pin;
+
+use bytes::Bytes;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 
 use super::record::{self, Record};
@@ -31,6 +34,49 @@ pub(crate) enum Incoming {
     /// A well-formed record, and its line (without the newline).
     Record(Record, Vec<u8>),
 }
+
+/// Where a source's file data goes. A writer that can take a buffer as it
+/// is (an SSH channel, which would otherwise copy every write) says so and
+/// saves the engine a copy of every byte.
+pub trait DataWrite: AsyncWrite + Unpin {
+    /// Whether `send_owned` takes buffers.
+    fn takes_owned(&self) -> bool {
+        false
+    }
+
+    /// Starts sending `data`, or gives it back. Called only with nothing
+    /// in flight (after a flush); the next flush waits for it to go.
+    fn send_owned(self: Pin<&mut Self>, data: Bytes) -> Result<(), Bytes> {
+        Err(data)
+    }
+}
+
+impl<T: DataWrite + ?Sized> DataWrite for Pin<Box<T>> {
+    fn takes_owned(&self) -> bool {
+        (**self).takes_owned()
+    }
+
+    fn send_owned(self: Pin<&mut Self>, data: Bytes) -> Result<(), Bytes> {
+        self.get_mut().as_mut().send_owned(data)
+    }
+}
+
+impl<T: DataWrite + ?Sized> DataWrite for &mut T {
+    fn takes_owned(&self) -> bool {
+        (**self).takes_owned()
+    }
+
+    fn send_owned(self: Pin<&mut Self>, data: Bytes) -> Result<(), Bytes> {
+        Pin::new(&mut **self.get_mut()).send_owned(data)
+    }
+}
+
+// Writers that copy anyway: pipes, stdout, memory.
+impl DataWrite for tokio::process::ChildStdin {}
+impl DataWrite for tokio::io::Stdout {}
+impl DataWrite for tokio::io::DuplexStream {}
+impl DataWrite for Vec<u8> {}
+impl<T: AsyncWrite> DataWrite for tokio::io::WriteHalf<T> {}
 
 pub(crate) struct Wire<R, W> {
     reader: BufReader<R>,
@@ -158,6 +204,31 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Wire<R, W> {
             .write_all(data)
             .await
             .map_err(|_| SessionError::LostConnection)
+    }
+
+    /// Whether `write_owned` saves a copy.
+    pub fn takes_owned(&self) -> bool
+    where
+        W: DataWrite,
+    {
+        self.writer.takes_owned()
+    }
+
+    /// Writes `data`, handing the buffer itself to a writer that takes it.
+    pub async fn write_owned(&mut self, data: Bytes) -> Result<(), SessionError>
+    where
+        W: DataWrite,
+    {
+        let data = if self.writer.takes_owned() {
+            self.flush().await?;
+            match Pin::new(&mut self.writer).send_owned(data) {
+                Ok(()) => return Ok(()),
+                Err(data) => data,
+            }
+        } else {
+            data
+        };
+        self.write_data(&data).await
     }
 
     pub async fn flush(&mut self) -> Result<(), SessionError> {

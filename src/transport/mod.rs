@@ -11,17 +11,17 @@ pub mod ssh;
 use std::ffi::OsStr;
 use std::pin::Pin;
 
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::AsyncRead;
 
 pub use program::ProgramTransport;
 
 use crate::operand::Remote;
-use crate::protocol::Events;
+use crate::protocol::{DataWrite, Events};
 
 /// A remote command running at the other end of a transport.
 pub struct Channel {
     pub reader: Pin<Box<dyn AsyncRead + Send>>,
-    pub writer: Pin<Box<dyn AsyncWrite + Send>>,
+    pub writer: Pin<Box<dyn DataWrite + Send>>,
     pub completion: Completion,
 }
 

@@ -20,6 +20,8 @@ use russh::{ChannelMsg, ChannelReadHalf, ChannelWriteHalf};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{oneshot, watch};
 
+use crate::protocol::DataWrite;
+
 use crate::escape::for_terminal;
 
 type WaitFuture = Pin<Box<dyn Future<Output = (ChannelReadHalf, Option<ChannelMsg>)> + Send>>;
@@ -197,15 +199,7 @@ impl AsyncWrite for ChannelWriter {
         if self.closed {
             return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
         }
-        let half = self.half.clone();
-        let data = Bytes::copy_from_slice(buf);
-        let ended = self.ended.clone();
-        self.sending = Some(Box::pin(async move {
-            tokio::select! {
-                sent = half.data_bytes(data) => sent,
-                () = session_ended(ended) => Err(russh::Error::Disconnect),
-            }
-        }));
+        self.start_sending(Bytes::copy_from_slice(buf));
         Poll::Ready(Ok(buf.len()))
     }
 
@@ -230,6 +224,36 @@ impl AsyncWrite for ChannelWriter {
             let _ = ready!(self.as_mut().poll_flush(cx));
         }
         Poll::Ready(Ok(()))
+    }
+}
+
+/// Buffers go to russh as they are: its writes take owned bytes, and the
+/// copy `poll_write` makes is saved.
+impl DataWrite for ChannelWriter {
+    fn takes_owned(&self) -> bool {
+        true
+    }
+
+    fn send_owned(mut self: Pin<&mut Self>, data: Bytes) -> Result<(), Bytes> {
+        if self.closed || self.sending.is_some() {
+            return Err(data);
+        }
+        self.start_sending(data);
+        Ok(())
+    }
+}
+
+impl ChannelWriter {
+    /// The flush after this waits for russh to take `data`.
+    fn start_sending(&mut self, data: Bytes) {
+        let half = self.half.clone();
+        let ended = self.ended.clone();
+        self.sending = Some(Box::pin(async move {
+            tokio::select! {
+                sent = half.data_bytes(data) => sent,
+                () = session_ended(ended) => Err(russh::Error::Disconnect),
+            }
+        }));
     }
 }
 
