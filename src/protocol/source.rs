@@ -288,19 +288,15 @@ where
                 self.handed_over.push_back(data.clone());
                 self.wire.write_owned(data).await?;
                 self.events.file_progress(len as u64);
-                if next.is_none() {
-                    break;
-                }
-                continue;
-            }
-            let written = self.write_paced(&buf, len).await;
-            buf.truncate(len);
-            written?;
-            if next.is_some() {
-                spare = buf;
             } else {
-                self.buffers = [buf, spare];
-                break;
+                let written = self.write_paced(&buf, len).await;
+                buf.truncate(len);
+                written?;
+                if next.is_some() {
+                    spare = buf;
+                } else {
+                    self.buffers = [buf, std::mem::take(&mut spare)];
+                }
             }
         }
         if failure.is_none() {
@@ -310,19 +306,17 @@ where
     }
 
     /// A buffer for the next chunk: one the writer has let go of, or a new
-    /// one. Buffers still held are kept to look at later, a few at most.
+    /// one. Of the buffers it still holds, the newest few are remembered.
     fn reusable_buffer(&mut self) -> BytesMut {
         const KEPT: usize = 16;
-        for _ in 0..self.handed_over.len() {
-            let Some(oldest) = self.handed_over.pop_front() else {
-                break;
-            };
-            match oldest.try_into_mut() {
-                // Its old bytes stay: the next read overwrites them, and
-                // clearing would mean zeroing it all again.
-                Ok(buffer) => return with_capacity(buffer),
-                Err(held) => self.handed_over.push_back(held),
-            }
+        let released = self.handed_over.iter().position(Bytes::is_unique);
+        // Its old bytes stay: the next read overwrites them, and clearing
+        // would mean zeroing it all again.
+        if let Some(Ok(buffer)) = released
+            .and_then(|i| self.handed_over.remove(i))
+            .map(Bytes::try_into_mut)
+        {
+            return with_capacity(buffer);
         }
         if self.handed_over.len() > KEPT {
             self.handed_over.pop_front();
@@ -496,17 +490,17 @@ mod tests {
     /// go of them at once, so that the source reuses each. The first time
     /// it takes one, it runs `on_first`.
     struct TakingWriter {
-        taken: Vec<u8>,
+        taken: Arc<std::sync::Mutex<Vec<u8>>>,
         on_first: Option<Box<dyn FnOnce() + Send>>,
     }
 
     impl tokio::io::AsyncWrite for TakingWriter {
         fn poll_write(
-            mut self: std::pin::Pin<&mut Self>,
+            self: std::pin::Pin<&mut Self>,
             _: &mut std::task::Context<'_>,
             buf: &[u8],
         ) -> std::task::Poll<std::io::Result<usize>> {
-            self.taken.extend_from_slice(buf);
+            self.taken.lock().unwrap().extend_from_slice(buf);
             std::task::Poll::Ready(Ok(buf.len()))
         }
         fn poll_flush(
@@ -528,7 +522,7 @@ mod tests {
             true
         }
         fn send_owned(mut self: std::pin::Pin<&mut Self>, data: Bytes) -> Result<(), Bytes> {
-            self.taken.extend_from_slice(&data);
+            self.taken.lock().unwrap().extend_from_slice(&data);
             if let Some(on_first) = self.on_first.take() {
                 on_first();
             }
@@ -563,8 +557,9 @@ mod tests {
         let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8 + 1).collect();
         fs::write(&path, &data).unwrap();
         let truncate = path.clone();
-        let mut writer = TakingWriter {
-            taken: Vec::new(),
+        let taken = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let writer = TakingWriter {
+            taken: taken.clone(),
             on_first: Some(Box::new(move || {
                 let file = fs::OpenOptions::new().write(true).open(truncate).unwrap();
                 file.set_len(CHUNK as u64 + 5).unwrap();
@@ -572,7 +567,7 @@ mod tests {
         };
         let mut source = Source::new(
             OneAtATime(b"\0\0\0"),
-            &mut writer,
+            writer,
             SourceOptions::default(),
             &super::super::NoEvents,
         );
@@ -582,7 +577,7 @@ mod tests {
         drop(source);
 
         let header = format!("C0644 {size} shrinking\n");
-        let taken = &writer.taken;
+        let taken = taken.lock().unwrap();
         assert!(taken.starts_with(header.as_bytes()));
         let sent = &taken[header.len()..header.len() + size];
         assert_eq!(sent[..CHUNK], data[..CHUNK]);

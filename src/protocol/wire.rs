@@ -61,21 +61,9 @@ impl<T: DataWrite + ?Sized> DataWrite for Pin<Box<T>> {
     }
 }
 
-impl<T: DataWrite + ?Sized> DataWrite for &mut T {
-    fn takes_owned(&self) -> bool {
-        (**self).takes_owned()
-    }
-
-    fn send_owned(self: Pin<&mut Self>, data: Bytes) -> Result<(), Bytes> {
-        Pin::new(&mut **self.get_mut()).send_owned(data)
-    }
-}
-
-// Writers that copy anyway: pipes, stdout, memory.
+// Writers that copy anyway: pipes and stdout.
 impl DataWrite for tokio::process::ChildStdin {}
 impl DataWrite for tokio::io::Stdout {}
-impl DataWrite for tokio::io::DuplexStream {}
-impl DataWrite for Vec<u8> {}
 impl<T: AsyncWrite> DataWrite for tokio::io::WriteHalf<T> {}
 
 pub(crate) struct Wire<R, W> {
@@ -214,21 +202,17 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Wire<R, W> {
         self.writer.takes_owned()
     }
 
-    /// Writes `data`, handing the buffer itself to a writer that takes it.
+    /// Writes `data` by handing the buffer itself to a writer that
+    /// `takes_owned` (one that does not gets a flush and a copy).
     pub async fn write_owned(&mut self, data: Bytes) -> Result<(), SessionError>
     where
         W: DataWrite,
     {
-        let data = if self.writer.takes_owned() {
-            self.flush().await?;
-            match Pin::new(&mut self.writer).send_owned(data) {
-                Ok(()) => return Ok(()),
-                Err(data) => data,
-            }
-        } else {
-            data
-        };
-        self.write_data(&data).await
+        self.flush().await?;
+        match Pin::new(&mut self.writer).send_owned(data) {
+            Ok(()) => Ok(()),
+            Err(data) => self.write_data(&data).await,
+        }
     }
 
     pub async fn flush(&mut self) -> Result<(), SessionError> {
