@@ -388,6 +388,24 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_failed_write_of_our_line_reaches_russhs_first_write() {
+        let (client, mut server) = duplex(1 << 16);
+        server.write_all(BANNER).await.unwrap();
+        drop(server);
+        let (mut greeted, greeting) = exchange(client).await;
+        assert_eq!(
+            greeting.server_version.as_deref(),
+            Some("SSH-2.0-OpenSSH_9.2p1 Debian")
+        );
+        assert_eq!(greeting.round_trip, None);
+        let error = greeted.write_all(&our_line()).await.unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::BrokenPipe);
+        let mut seen = Vec::new();
+        greeted.read_to_end(&mut seen).await.unwrap();
+        assert_eq!(seen, BANNER);
+    }
+
+    #[tokio::test]
     async fn a_different_version_line_from_russh_is_an_error() {
         let (client, server) = duplex(1 << 16);
         let _peer = tokio::spawn(sshd_like(server, Duration::ZERO));
