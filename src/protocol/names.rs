@@ -3,15 +3,23 @@
 //!
 //! The remote path goes to the remote shell unquoted, so the names that come
 //! back are what that shell made of it. scp brace-expands the request and
-//! glob-matches each received name against the last path component. rscp
-//! models the shell a little further: quotes and backslashes make characters
-//! literal, blanks separate several requested paths, and a leading `.` must
-//! be matched explicitly (as the shell's own glob requires). Where the shell
-//! would expand something we cannot know here (`$VAR`, `` `cmd` ``, `~`), any
-//! single name is allowed for that path; it is still checked to be one safe
-//! path component by the record parser.
+//! matches each received name against the last path component, literally
+//! or as a glob. rscp models the shell a little further: quotes and
+//! backslashes make characters literal, blanks separate several requested
+//! paths, shell syntax (`;`, `|`, `&`, `<`, `>`, `(`, `)`, a newline) ends
+//! the list of paths, `{x..y}` sequences expand as bash expands them, and a
+//! leading `.` must be matched explicitly (as the shell's own glob requires).
+//!
+//! Only the last component of each requested path decides. Where that
+//! component holds something only the remote shell knows (`$VAR`,
+//! `` `cmd` ``), the match is widened for that component alone: an unquoted
+//! expansion may become any name; a quoted one any text, followed by what
+//! the component says after it. A request for a directory whose name the
+//! remote side decides (`.`, `..`, `~`, `~user`, and `host:`, which asks for
+//! `.`) accepts a directory of any name, and no file.
 
-/// Patterns beyond this many brace expansions are not worth checking.
+/// Most alternatives one word may brace-expand to; beyond that, each brace
+/// group is matched as `*`.
 const MAX_PATTERNS: usize = 1024;
 
 /// The names a download may bring.
@@ -22,9 +30,16 @@ pub struct NameFilter {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Pattern {
-    /// The shell will expand something unknowable: any name.
+    /// The component is an expansion only the remote shell knows: any name.
     Any,
-    Glob(Vec<Token>),
+    /// A directory whose name the remote side decides: any directory, no file.
+    AnyDirectory,
+    /// A shell glob, and the component's text as written (after quote
+    /// removal): a word whose glob matches nothing reaches scp unchanged.
+    Glob {
+        tokens: Vec<Token>,
+        literal: Option<Vec<u8>>,
+    },
 }
 
 /// A unit of a name: a character, or a byte that is not valid UTF-8.
@@ -39,6 +54,8 @@ enum Token {
     Literal(Symbol),
     /// `*`
     AnyString,
+    /// What a quoted expansion leaves: any text, a leading `.` included.
+    AnyText,
     /// `?`
     AnySymbol,
     /// `[...]`
@@ -58,179 +75,315 @@ enum ClassItem {
     Named(String),
 }
 
-/// One byte of the request as the shell sees it.
+/// A piece of a word as the remote shell reads it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Lexed {
-    byte: u8,
-    quoted: bool,
+enum Piece {
+    /// A byte; quoted bytes are never special.
+    Byte { byte: u8, quoted: bool },
+    /// `$...` or `` `...` ``: text only the remote shell knows. Unquoted,
+    /// it may also split into several words and be globbed.
+    Expansion { quoted: bool },
+    /// A tilde prefix (`~`, `~user`): a home directory.
+    Home,
 }
 
-/// A word of the request after quote removal; `None` for an expansion we
-/// cannot predict.
-type Word = Option<Vec<Lexed>>;
+type Word = Vec<Piece>;
+
+/// A symbol of a component, with whether it was quoted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Sym {
+    symbol: Symbol,
+    quoted: bool,
+}
 
 impl NameFilter {
     /// The filter for a download of `request` (the remote path as typed).
     pub fn for_request(request: &[u8]) -> NameFilter {
-        let Some(words) = shell_words(request) else {
-            return NameFilter::any();
-        };
         let mut patterns = Vec::new();
-        for word in words {
-            let Some(word) = word else {
-                patterns.push(Pattern::Any);
-                continue;
-            };
-            let Some(expanded) = brace_expand(word) else {
-                patterns.push(Pattern::Any);
-                continue;
-            };
-            for alternative in expanded {
-                let last = last_component(&alternative);
-                let bytes: Vec<u8> = last.iter().map(|l| l.byte).collect();
-                // `.` and `..` stand for a directory whose name the
-                // source chooses (rscp sends its real name).
-                patterns.push(if bytes == b"." || bytes == b".." {
-                    Pattern::Any
-                } else {
-                    Pattern::Glob(compile(last))
-                });
-                if patterns.len() > MAX_PATTERNS {
-                    return NameFilter::any();
+        for word in shell_words(request) {
+            for alternative in alternatives(word) {
+                if let Some(pattern) = pattern_for(last_component(&alternative))
+                    && !patterns.contains(&pattern)
+                {
+                    patterns.push(pattern);
                 }
             }
         }
         NameFilter { patterns }
     }
 
-    /// Allows every name (used when the request cannot be modelled).
-    pub fn any() -> NameFilter {
-        NameFilter {
-            patterns: vec![Pattern::Any],
-        }
-    }
-
-    pub fn allows(&self, name: &[u8]) -> bool {
-        let name = symbols(name);
-        self.patterns.iter().any(|p| match p {
+    /// Whether a file (or, with `directory`, a directory) called `name`
+    /// may arrive at the top of the transfer.
+    pub fn allows(&self, name: &[u8], directory: bool) -> bool {
+        let symbols = symbols(name);
+        self.patterns.iter().any(|pattern| match pattern {
             Pattern::Any => true,
-            Pattern::Glob(tokens) => glob_match(tokens, &name),
+            Pattern::AnyDirectory => directory,
+            Pattern::Glob { tokens, literal } => {
+                literal.as_deref() == Some(name) || glob_match(tokens, &symbols)
+            }
         })
     }
 }
 
-/// Splits the request into words the way a POSIX shell would, removing
-/// quotes. `None` when the request holds shell syntax (`;`, `|`, `&`, `<`,
-/// `>`, `(`, `)`) that makes the resulting names anyone's guess.
-fn shell_words(request: &[u8]) -> Option<Vec<Word>> {
-    let mut words: Vec<Word> = Vec::new();
-    let mut current: Vec<Lexed> = Vec::new();
-    let mut unknown = false;
-    let mut in_word = false;
-    let mut i = 0;
-    let push = |current: &mut Vec<Lexed>, byte, quoted| current.push(Lexed { byte, quoted });
-    while i < request.len() {
-        let c = request[i];
-        match c {
-            b' ' | b'\t' | b'\n' => {
-                if in_word {
-                    words.push((!unknown).then(|| std::mem::take(&mut current)));
-                    current.clear();
-                    unknown = false;
-                    in_word = false;
-                }
-                i += 1;
-                continue;
-            }
-            b'#' if !in_word => break,
-            b';' | b'|' | b'&' | b'<' | b'>' | b'(' | b')' => return None,
-            _ => {}
-        }
-        // A tilde prefix with nothing after it names an unknowable directory.
-        if c == b'~' && !in_word {
-            let rest = &request[i..];
-            let prefix_end = rest
-                .iter()
-                .position(|&b| b == b'/' || b == b' ')
-                .unwrap_or(rest.len());
-            let after = &rest[prefix_end..];
-            if !after.iter().take_while(|&&b| b != b' ').any(|&b| b != b'/') {
-                unknown = true;
-            }
-        }
-        in_word = true;
-        match c {
-            b'\\' => {
-                match request.get(i + 1) {
-                    Some(&next) => push(&mut current, next, true),
-                    None => push(&mut current, b'\\', true),
-                }
-                i += 2;
-            }
-            b'\'' => {
-                i += 1;
-                while i < request.len() && request[i] != b'\'' {
-                    push(&mut current, request[i], true);
-                    i += 1;
-                }
-                i += 1;
-            }
-            b'"' => {
-                i += 1;
-                while i < request.len() && request[i] != b'"' {
-                    match request[i] {
-                        b'$' | b'`' => unknown = true,
-                        b'\\'
-                            if matches!(
-                                request.get(i + 1),
-                                Some(b'$' | b'`' | b'"' | b'\\' | b'\n')
-                            ) =>
-                        {
-                            i += 1;
-                        }
-                        _ => {}
-                    }
-                    push(&mut current, request[i], true);
-                    i += 1;
-                }
-                i += 1;
-            }
-            b'$' | b'`' => {
-                unknown = true;
-                i += 1;
-            }
-            _ => {
-                push(&mut current, c, false);
-                i += 1;
-            }
-        }
-    }
-    if in_word {
-        words.push((!unknown).then_some(current));
-    }
-    Some(words)
+/// Reads the request as a POSIX shell would read the arguments of the
+/// command it ends (quotes removed, expansions marked). A request the
+/// shell cannot parse (an unclosed quote) runs nothing: no words.
+fn shell_words(request: &[u8]) -> Vec<Word> {
+    let mut lexer = Lexer {
+        input: request,
+        at: 0,
+    };
+    lexer.words().unwrap_or_default()
 }
 
-/// csh-style brace expansion of unquoted `{a,b}` groups, as scp does before
-/// matching. `None` when the word holds a `{x..y}` sequence (bash expands
-/// those; we do not try) or expands past [`MAX_PATTERNS`].
-fn brace_expand(word: Vec<Lexed>) -> Option<Vec<Vec<Lexed>>> {
+struct Lexer<'a> {
+    input: &'a [u8],
+    at: usize,
+}
+
+/// The shell would not run the command at all (an unclosed quote).
+struct SyntaxError;
+
+impl Lexer<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.input.get(self.at).copied()
+    }
+
+    fn next(&mut self) -> Option<u8> {
+        let byte = self.peek()?;
+        self.at += 1;
+        Some(byte)
+    }
+
+    fn words(&mut self) -> Result<Vec<Word>, SyntaxError> {
+        let mut words = Vec::new();
+        let mut word: Word = Vec::new();
+        let mut in_word = false;
+        while let Some(c) = self.peek() {
+            match c {
+                b' ' | b'\t' => {
+                    self.at += 1;
+                    if in_word {
+                        words.push(std::mem::take(&mut word));
+                        in_word = false;
+                    }
+                    continue;
+                }
+                // The end of scp's arguments: what follows is another
+                // command, a redirection or a comment.
+                b'\n' | b';' | b'&' | b'|' | b'<' | b'>' | b'(' | b')' => break,
+                b'#' if !in_word => break,
+                b'~' if !in_word && self.tilde_prefix() => {
+                    word.push(Piece::Home);
+                    in_word = true;
+                    continue;
+                }
+                _ => {}
+            }
+            in_word = true;
+            self.at += 1;
+            let quoted = |byte| Piece::Byte { byte, quoted: true };
+            match c {
+                b'\\' => match self.next() {
+                    Some(b'\n') => {}
+                    Some(byte) => word.push(quoted(byte)),
+                    None => word.push(quoted(b'\\')),
+                },
+                b'\'' => loop {
+                    match self.next().ok_or(SyntaxError)? {
+                        b'\'' => break,
+                        byte => word.push(quoted(byte)),
+                    }
+                },
+                b'"' => loop {
+                    match self.next().ok_or(SyntaxError)? {
+                        b'"' => break,
+                        b'\\' => match self.peek() {
+                            Some(next @ (b'$' | b'`' | b'"' | b'\\')) => {
+                                self.at += 1;
+                                word.push(quoted(next));
+                            }
+                            Some(b'\n') => self.at += 1,
+                            _ => word.push(quoted(b'\\')),
+                        },
+                        b'$' => word.push(match self.dollar(true)? {
+                            true => Piece::Expansion { quoted: true },
+                            false => quoted(b'$'),
+                        }),
+                        b'`' => {
+                            self.backquote()?;
+                            word.push(Piece::Expansion { quoted: true });
+                        }
+                        byte => word.push(quoted(byte)),
+                    }
+                },
+                b'$' => word.push(match self.dollar(false)? {
+                    true => Piece::Expansion { quoted: false },
+                    false => Piece::Byte {
+                        byte: b'$',
+                        quoted: false,
+                    },
+                }),
+                b'`' => {
+                    self.backquote()?;
+                    word.push(Piece::Expansion { quoted: false });
+                }
+                byte => word.push(Piece::Byte {
+                    byte,
+                    quoted: false,
+                }),
+            }
+        }
+        if in_word {
+            words.push(word);
+        }
+        Ok(words)
+    }
+
+    /// At a `~` that starts a word: consumes a tilde prefix (`~` and a
+    /// login name, up to a `/` or the end of the word) and says whether
+    /// there was one.
+    fn tilde_prefix(&mut self) -> bool {
+        let rest = &self.input[self.at + 1..];
+        let name = rest
+            .iter()
+            .take_while(|&&b| b.is_ascii_alphanumeric() || b"._-+".contains(&b))
+            .count();
+        let ends = match rest.get(name) {
+            None => true,
+            Some(b) => b"/ \t\n;&|<>()".contains(b),
+        };
+        if ends {
+            self.at += 1 + name;
+        }
+        ends
+    }
+
+    /// After a `$`: consumes the expansion it starts, if any (true), or
+    /// leaves a `$` that stands for itself (false).
+    fn dollar(&mut self, in_double_quotes: bool) -> Result<bool, SyntaxError> {
+        match self.peek() {
+            Some(b'(') => {
+                self.at += 1;
+                self.skip_to_close(b'(', b')')?;
+            }
+            Some(b'{') => {
+                self.at += 1;
+                self.skip_to_close(b'{', b'}')?;
+            }
+            Some(b'\'' | b'"') if !in_double_quotes => {
+                // bash's $'...' and $"...".
+                let Some(quote) = self.next() else {
+                    return Ok(false);
+                };
+                self.skip_quoted(quote, true)?;
+            }
+            Some(c) if c.is_ascii_alphabetic() || c == b'_' => {
+                while self
+                    .peek()
+                    .is_some_and(|c| c.is_ascii_alphanumeric() || c == b'_')
+                {
+                    self.at += 1;
+                }
+            }
+            Some(c) if c.is_ascii_digit() || b"@*#?-$!".contains(&c) => self.at += 1,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// Skips to the `close` that matches an `open` just consumed, over
+    /// nested pairs, quotes and backslashes.
+    fn skip_to_close(&mut self, open: u8, close: u8) -> Result<(), SyntaxError> {
+        let mut depth = 1usize;
+        while depth > 0 {
+            match self.next().ok_or(SyntaxError)? {
+                b'\\' => {
+                    self.next();
+                }
+                quote @ (b'\'' | b'"') => self.skip_quoted(quote, quote == b'"')?,
+                b if b == open => depth += 1,
+                b if b == close => depth -= 1,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Skips to the end of a quoted string whose opening quote was consumed;
+    /// `escapes` when a backslash escapes what follows it there.
+    fn skip_quoted(&mut self, quote: u8, escapes: bool) -> Result<(), SyntaxError> {
+        loop {
+            match self.next().ok_or(SyntaxError)? {
+                b'\\' if escapes => {
+                    self.next();
+                }
+                b if b == quote => return Ok(()),
+                _ => {}
+            }
+        }
+    }
+
+    /// Skips to the backquote that ends a command substitution.
+    fn backquote(&mut self) -> Result<(), SyntaxError> {
+        loop {
+            match self.next().ok_or(SyntaxError)? {
+                b'\\' => {
+                    self.next();
+                }
+                b'`' => return Ok(()),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// The words a request word may become: bash's brace expansion of it,
+/// and the word itself (a shell without brace expansion passes it on).
+fn alternatives(word: Word) -> Vec<Word> {
+    let mut expanded = brace_expand(word.clone()).unwrap_or_else(|| vec![braces_as_stars(&word)]);
+    if !expanded.contains(&word) {
+        expanded.push(word);
+    }
+    expanded
+}
+
+/// A brace group found in a word: `{a,b}` (its commas), a `{x..y}`
+/// sequence (its members), or a sequence too long to spell out.
+enum Group {
+    List(Vec<usize>),
+    Sequence(Vec<Vec<u8>>),
+    TooLong,
+}
+
+/// `None` when the word expands past [`MAX_PATTERNS`].
+fn brace_expand(word: Word) -> Option<Vec<Word>> {
     let mut done = Vec::new();
     let mut todo = vec![word];
     while let Some(word) = todo.pop() {
-        match find_brace_group(&word)? {
-            None => done.push(word),
-            Some((open, close, commas)) => {
+        let Some((open, close, group)) = find_brace_group(&word) else {
+            done.push(word);
+            continue;
+        };
+        let (before, after) = (&word[..open], &word[close + 1..]);
+        let join = |middle: &[Piece]| [before, middle, after].concat();
+        match group {
+            Group::List(commas) => {
                 let mut bounds = vec![open];
                 bounds.extend(commas);
                 bounds.push(close);
                 for pair in bounds.windows(2) {
-                    let mut alternative = word[..open].to_vec();
-                    alternative.extend_from_slice(&word[pair[0] + 1..pair[1]]);
-                    alternative.extend_from_slice(&word[close + 1..]);
-                    todo.push(alternative);
+                    todo.push(join(&word[pair[0] + 1..pair[1]]));
                 }
             }
+            Group::Sequence(members) => {
+                for member in members {
+                    let pieces: Vec<Piece> = member.iter().map(|&b| unquoted(b)).collect();
+                    todo.push(join(&pieces));
+                }
+            }
+            Group::TooLong => todo.push(join(&[unquoted(b'*')])),
         }
         if done.len() + todo.len() > MAX_PATTERNS {
             return None;
@@ -239,50 +392,197 @@ fn brace_expand(word: Vec<Lexed>) -> Option<Vec<Vec<Lexed>>> {
     Some(done)
 }
 
-type BraceGroup = (usize, usize, Vec<usize>);
+/// Every brace group of `word` as `*`: the widest reading, for a word that
+/// expands to too many alternatives.
+fn braces_as_stars(word: &[Piece]) -> Word {
+    let mut word = word.to_vec();
+    while let Some((open, close, _)) = find_brace_group(&word) {
+        word.splice(open..=close, [unquoted(b'*')]);
+    }
+    word
+}
 
-/// The first unquoted `{...}` holding a top-level comma: its open and close
-/// positions and its commas. `Some(None)` when there is none.
-fn find_brace_group(word: &[Lexed]) -> Option<Option<BraceGroup>> {
-    let special = |i: usize, b: u8| word[i].byte == b && !word[i].quoted;
+fn unquoted(byte: u8) -> Piece {
+    Piece::Byte {
+        byte,
+        quoted: false,
+    }
+}
+
+/// The first unquoted `{...}` that expands: one with a top-level comma, or
+/// a sequence. Its open and close positions and what it holds.
+fn find_brace_group(word: &[Piece]) -> Option<(usize, usize, Group)> {
+    let special = |i: usize, b: u8| word[i] == unquoted(b);
     for open in (0..word.len()).filter(|&i| special(i, b'{')) {
-        let mut depth = 0;
+        let mut depth = 0usize;
         let mut commas = Vec::new();
         for i in open + 1..word.len() {
             if special(i, b'{') {
                 depth += 1;
             } else if special(i, b'}') {
-                if depth == 0 {
-                    if !commas.is_empty() {
-                        return Some(Some((open, i, commas)));
-                    }
-                    let inner: Vec<u8> = word[open + 1..i].iter().map(|l| l.byte).collect();
-                    if inner.windows(2).any(|w| w == b"..") {
-                        return None;
-                    }
-                    break;
+                if depth > 0 {
+                    depth -= 1;
+                    continue;
                 }
-                depth -= 1;
+                if !commas.is_empty() {
+                    return Some((open, i, Group::List(commas)));
+                }
+                if let Some(group) = sequence(&word[open + 1..i]) {
+                    return Some((open, i, group));
+                }
+                break;
             } else if special(i, b',') && depth == 0 {
                 commas.push(i);
             }
         }
     }
-    Some(None)
+    None
+}
+
+/// bash's `{x..y[..step]}`: integers (zero-padded when an end is) or
+/// single characters.
+fn sequence(inner: &[Piece]) -> Option<Group> {
+    let text: Vec<u8> = inner
+        .iter()
+        .map(|p| match p {
+            Piece::Byte {
+                byte,
+                quoted: false,
+            } => Some(*byte),
+            _ => None,
+        })
+        .collect::<Option<_>>()?;
+    let text = std::str::from_utf8(&text).ok()?;
+    let parts: Vec<&str> = text.split("..").collect();
+    let (first, last, step) = match parts[..] {
+        [first, last] => (first, last, None),
+        [first, last, step] => (first, last, Some(step)),
+        _ => return None,
+    };
+    let step: u64 = match step {
+        Some(step) => step.parse::<i64>().ok()?.unsigned_abs().max(1),
+        None => 1,
+    };
+    let members: Vec<Vec<u8>> = if let (Ok(a), Ok(b)) = (first.parse::<i64>(), last.parse::<i64>())
+    {
+        let count = (a.abs_diff(b) / step).saturating_add(1);
+        if count > MAX_PATTERNS as u64 {
+            return Some(Group::TooLong);
+        }
+        let padded = |s: &str| {
+            s.trim_start_matches('-').len() > 1 && s.trim_start_matches('-').starts_with('0')
+        };
+        let width = if padded(first) || padded(last) {
+            first.len().max(last.len())
+        } else {
+            0
+        };
+        (0..count)
+            .map(|k| {
+                let offset = i128::from(k) * i128::from(step);
+                let n = if a <= b {
+                    i128::from(a) + offset
+                } else {
+                    i128::from(a) - offset
+                };
+                let digits = n.unsigned_abs().to_string();
+                let sign = if n < 0 { "-" } else { "" };
+                let pad = width.saturating_sub(sign.len() + digits.len());
+                format!("{sign}{}{digits}", "0".repeat(pad)).into_bytes()
+            })
+            .collect()
+    } else if let ([a], [b]) = (first.as_bytes(), last.as_bytes()) {
+        let (a, b) = (u64::from(*a), u64::from(*b));
+        let count = a.abs_diff(b) / step + 1;
+        (0..count)
+            .filter_map(|k| {
+                let n = if a <= b { a + k * step } else { a - k * step };
+                u8::try_from(n).ok().map(|c| vec![c])
+            })
+            .collect()
+    } else {
+        return None;
+    };
+    Some(Group::Sequence(members))
 }
 
 /// What follows the last `/`, once trailing slashes are dropped.
-fn last_component(word: &[Lexed]) -> &[Lexed] {
-    let end = word
-        .iter()
-        .rposition(|l| l.byte != b'/')
-        .map_or(0, |i| i + 1);
+fn last_component(word: &[Piece]) -> &[Piece] {
+    let slash = |p: &Piece| matches!(p, Piece::Byte { byte: b'/', .. });
+    let end = word.iter().rposition(|p| !slash(p)).map_or(0, |i| i + 1);
     let trimmed = &word[..end];
-    let start = trimmed
-        .iter()
-        .rposition(|l| l.byte == b'/')
-        .map_or(0, |i| i + 1);
+    let start = trimmed.iter().rposition(slash).map_or(0, |i| i + 1);
     &trimmed[start..]
+}
+
+/// The pattern a requested last component stands for; `None` for one that
+/// no name can match (`/` asks for a name the sink must refuse).
+fn pattern_for(component: &[Piece]) -> Option<Pattern> {
+    if component.is_empty() {
+        return None;
+    }
+    if component.contains(&Piece::Expansion { quoted: false }) {
+        return Some(Pattern::Any);
+    }
+    if component == [Piece::Home] {
+        return Some(Pattern::AnyDirectory);
+    }
+    let last_expansion = component
+        .iter()
+        .rposition(|p| *p == Piece::Expansion { quoted: true });
+    let Some(last_expansion) = last_expansion else {
+        let literal: Vec<u8> = component
+            .iter()
+            .filter_map(|p| match p {
+                Piece::Byte { byte, .. } => Some(*byte),
+                _ => None,
+            })
+            .collect();
+        if literal == b"." || literal == b".." {
+            return Some(Pattern::AnyDirectory);
+        }
+        return Some(Pattern::Glob {
+            tokens: compile(&syms(component)),
+            literal: Some(literal),
+        });
+    };
+    let mut tokens = vec![Token::AnyText];
+    tokens.extend(compile(&syms(&component[last_expansion + 1..])));
+    Some(Pattern::Glob {
+        tokens,
+        literal: None,
+    })
+}
+
+/// The symbols of the bytes among `pieces`, each marked quoted if its
+/// first byte was.
+fn syms(pieces: &[Piece]) -> Vec<Sym> {
+    let (bytes, quoted): (Vec<u8>, Vec<bool>) = pieces
+        .iter()
+        .filter_map(|p| match p {
+            Piece::Byte { byte, quoted } => Some((*byte, *quoted)),
+            _ => None,
+        })
+        .unzip();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    for chunk in bytes.utf8_chunks() {
+        for ch in chunk.valid().chars() {
+            out.push(Sym {
+                symbol: Symbol::Char(ch),
+                quoted: quoted[at],
+            });
+            at += ch.len_utf8();
+        }
+        for &byte in chunk.invalid() {
+            out.push(Sym {
+                symbol: Symbol::Byte(byte),
+                quoted: quoted[at],
+            });
+            at += 1;
+        }
+    }
+    out
 }
 
 fn symbols(bytes: &[u8]) -> Vec<Symbol> {
@@ -294,43 +594,28 @@ fn symbols(bytes: &[u8]) -> Vec<Symbol> {
     out
 }
 
-/// Turns a component into glob tokens: unquoted `*`, `?` and `[...]` are
-/// special, everything else literal.
-fn compile(component: &[Lexed]) -> Vec<Token> {
+/// Glob tokens: unquoted `*`, `?` and `[...]` are special, all else literal.
+fn compile(component: &[Sym]) -> Vec<Token> {
     let mut tokens = Vec::new();
     let mut i = 0;
-    while i < component.len() {
-        let l = component[i];
-        if !l.quoted {
-            match l.byte {
-                b'*' => {
-                    tokens.push(Token::AnyString);
-                    i += 1;
-                    continue;
-                }
-                b'?' => {
-                    tokens.push(Token::AnySymbol);
-                    i += 1;
-                    continue;
-                }
-                b'[' => {
-                    if let Some((class, next)) = parse_class(component, i + 1) {
-                        tokens.push(Token::Class(class));
-                        i = next;
-                        continue;
-                    }
-                }
-                _ => {}
-            }
-        }
-        // A run of literal bytes, decoded as text where it is text.
-        let start = i;
+    while let Some(s) = component.get(i) {
         i += 1;
-        while i < component.len() && component[i].byte >= 0x80 {
-            i += 1;
+        if s.quoted {
+            tokens.push(Token::Literal(s.symbol));
+            continue;
         }
-        let bytes: Vec<u8> = component[start..i].iter().map(|l| l.byte).collect();
-        tokens.extend(symbols(&bytes).into_iter().map(Token::Literal));
+        match s.symbol {
+            Symbol::Char('*') => tokens.push(Token::AnyString),
+            Symbol::Char('?') => tokens.push(Token::AnySymbol),
+            Symbol::Char('[') => match parse_class(component, i) {
+                Some((class, next)) => {
+                    tokens.push(Token::Class(class));
+                    i = next;
+                }
+                None => tokens.push(Token::Literal(s.symbol)),
+            },
+            symbol => tokens.push(Token::Literal(symbol)),
+        }
     }
     tokens
 }
@@ -338,60 +623,51 @@ fn compile(component: &[Lexed]) -> Vec<Token> {
 /// Parses a bracket expression starting after its `[`; returns it and the
 /// position after its `]`, or `None` when it is not closed (then the `[`
 /// is an ordinary character, as in the shell).
-fn parse_class(component: &[Lexed], mut i: usize) -> Option<(Class, usize)> {
-    let mut negated = false;
-    if let Some(l) = component.get(i)
-        && !l.quoted
-        && (l.byte == b'!' || l.byte == b'^')
-    {
-        negated = true;
+fn parse_class(component: &[Sym], start: usize) -> Option<(Class, usize)> {
+    let special = |i: usize, c: char| {
+        component
+            .get(i)
+            .is_some_and(|s| !s.quoted && s.symbol == Symbol::Char(c))
+    };
+    let mut i = start;
+    let negated = special(i, '!') || special(i, '^');
+    if negated {
         i += 1;
     }
-    let rest: Vec<u8> = component[i..].iter().map(|l| l.byte).collect();
-    let chars: Vec<Symbol> = symbols(&rest);
     let mut items = Vec::new();
-    let mut j = 0;
-    // Positions in `chars` map back to bytes for the return value.
-    let byte_len = |s: &Symbol| match s {
-        Symbol::Char(c) => c.len_utf8(),
-        Symbol::Byte(_) => 1,
-    };
-    let mut consumed = 0;
     let mut first = true;
-    while j < chars.len() {
-        let s = chars[j];
-        if s == Symbol::Char(']') && !first {
-            return Some((Class { negated, items }, i + consumed + 1));
+    while let Some(s) = component.get(i) {
+        if !first && special(i, ']') {
+            return Some((Class { negated, items }, i + 1));
         }
         first = false;
-        if s == Symbol::Char('[') && chars.get(j + 1) == Some(&Symbol::Char(':')) {
-            let tail: String = chars[j + 2..]
-                .iter()
-                .map_while(|s| match s {
-                    Symbol::Char(c) => Some(*c),
-                    Symbol::Byte(_) => None,
-                })
-                .collect();
-            if let Some(end) = tail.find(":]") {
-                items.push(ClassItem::Named(tail[..end].to_owned()));
-                let used = 2 + end + 2;
-                consumed += chars[j..j + used].iter().map(byte_len).sum::<usize>();
-                j += used;
+        if special(i, '[') && special(i + 1, ':') {
+            let end = (i + 2..component.len()).find(|&k| special(k, ':') && special(k + 1, ']'));
+            if let Some(end) = end {
+                let name: String = component[i + 2..end]
+                    .iter()
+                    .map(|s| match s.symbol {
+                        Symbol::Char(c) => c,
+                        Symbol::Byte(_) => char::REPLACEMENT_CHARACTER,
+                    })
+                    .collect();
+                items.push(ClassItem::Named(name));
+                i = end + 2;
                 continue;
             }
         }
-        if let (Symbol::Char(lo), Some(Symbol::Char('-')), Some(Symbol::Char(hi))) =
-            (s, chars.get(j + 1), chars.get(j + 2))
-            && *hi != ']'
+        if let (Symbol::Char(lo), Some(dash), Some(hi)) =
+            (s.symbol, component.get(i + 1), component.get(i + 2))
+            && dash.symbol == Symbol::Char('-')
+            && !special(i + 2, ']')
+            && let Symbol::Char(hi) = hi.symbol
         {
-            items.push(ClassItem::Range(lo, *hi));
-            consumed += lo.len_utf8() + 1 + hi.len_utf8();
-            j += 3;
+            items.push(ClassItem::Range(lo, hi));
+            i += 3;
             continue;
         }
-        items.push(ClassItem::One(s));
-        consumed += byte_len(&s);
-        j += 1;
+        items.push(ClassItem::One(s.symbol));
+        i += 1;
     }
     None
 }
@@ -428,19 +704,23 @@ fn named_class(name: &str, c: char) -> bool {
 }
 
 /// Glob matching with the shell's rule that a leading `.` is only matched
-/// by a literal `.`.
+/// by a literal `.` (or by text an expansion produced).
 fn glob_match(tokens: &[Token], name: &[Symbol]) -> bool {
     if name.first() == Some(&Symbol::Char('.'))
-        && tokens.first() != Some(&Token::Literal(Symbol::Char('.')))
+        && !matches!(
+            tokens.first(),
+            Some(Token::Literal(Symbol::Char('.')) | Token::AnyText)
+        )
     {
         return false;
     }
-    // Iterative matching, backtracking to the last `*` on a mismatch.
+    let is_star = |t: &Token| matches!(t, Token::AnyString | Token::AnyText);
+    // Iterative matching, backtracking to the last star on a mismatch.
     let (mut t, mut n) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
     while n < name.len() {
         let step = match tokens.get(t) {
-            Some(Token::AnyString) => {
+            Some(token) if is_star(token) => {
                 star = Some((t, n));
                 t += 1;
                 continue;
@@ -448,7 +728,7 @@ fn glob_match(tokens: &[Token], name: &[Symbol]) -> bool {
             Some(Token::Literal(s)) => *s == name[n],
             Some(Token::AnySymbol) => true,
             Some(Token::Class(class)) => class.matches(name[n]),
-            None => false,
+            _ => false,
         };
         if step {
             t += 1;
@@ -461,7 +741,7 @@ fn glob_match(tokens: &[Token], name: &[Symbol]) -> bool {
             return false;
         }
     }
-    tokens[t..].iter().all(|tok| *tok == Token::AnyString)
+    tokens.get(t..).is_some_and(|rest| rest.iter().all(is_star))
 }
 
 #[cfg(test)]
@@ -469,7 +749,11 @@ mod tests {
     use super::*;
 
     fn allows(request: &str, name: &str) -> bool {
-        NameFilter::for_request(request.as_bytes()).allows(name.as_bytes())
+        NameFilter::for_request(request.as_bytes()).allows(name.as_bytes(), false)
+    }
+
+    fn allows_directory(request: &str, name: &str) -> bool {
+        NameFilter::for_request(request.as_bytes()).allows(name.as_bytes(), true)
     }
 
     #[test]
@@ -504,6 +788,29 @@ mod tests {
     }
 
     #[test]
+    fn a_glob_that_matches_nothing_arrives_as_written() {
+        // The shell leaves an unmatched word unchanged.
+        assert!(allows("/x/copy.glob[123]", "copy.glob[123]"));
+        assert!(allows("/x/copy.glob[123]", "copy.glob2"));
+        assert!(!allows("/x/copy.glob[123]", "copy.glob4"));
+        assert!(allows("/x/what?", "what?"));
+        assert!(allows("/x/'a b'*", "a b*"));
+    }
+
+    #[test]
+    fn multibyte_characters_in_classes() {
+        assert!(allows("/x/[[:é:]]", "z"), "an unknown class allows");
+        assert!(allows("/x/[[:éé:]]", "z"));
+        assert!(allows("/x/[[:éé:]", "[[:éé:]"));
+        assert!(allows("/x/[é-ü]", "ö"));
+        assert!(!allows("/x/[é-ü]", "a"));
+        assert!(allows("/x/[[:alpha:]é]", "é"));
+        assert!(allows("/x/[[:ab\u{2713}", "[[:ab\u{2713}"));
+        let filter = NameFilter::for_request(b"/x/[[:\xe9:]]");
+        assert!(filter.allows(b"q", false));
+    }
+
+    #[test]
     fn leading_dot_must_be_explicit() {
         assert!(!allows("/x/*", ".hidden"));
         assert!(!allows("/x/?hidden", ".hidden"));
@@ -518,12 +825,32 @@ mod tests {
         assert!(allows("/x/{a,b}", "a"));
         assert!(allows("/x/{a,b}", "b"));
         assert!(!allows("/x/{a,b}", "c"));
+        assert!(allows("/x/{a,b}", "{a,b}"), "a shell without braces");
         assert!(allows("/x/{a,b}{1,2}", "b2"));
         assert!(allows("/x/pre{a,{b,c}}post", "precpost"));
         assert!(allows("{/x/a,/y/b}", "b"));
         assert!(allows("/x/{a}", "{a}"));
         assert!(allows("/x/{,b}c", "c"));
-        assert!(allows("/x/{1..3}", "2"), "sequences are left to the shell");
+    }
+
+    #[test]
+    fn sequences_expand_as_bash_does() {
+        assert!(allows("/x/f{1..3}", "f2"));
+        assert!(!allows("/x/f{1..3}", "f4"));
+        assert!(allows("/x/f{1..3}", "f{1..3}"));
+        assert!(allows("/x/f{08..10}", "f09"));
+        assert!(!allows("/x/f{08..10}", "f9"));
+        assert!(allows("/x/f{5..1..2}", "f3"));
+        assert!(!allows("/x/f{5..1..2}", "f2"));
+        assert!(allows("/x/f{-2..2}", "f-1"));
+        assert!(allows("/x/{a..e}.txt", "c.txt"));
+        assert!(!allows("/x/{a..e}.txt", "f.txt"));
+        assert!(!allows("/x/{a..e}.txt", ".bashrc"));
+        // Too long to spell out: any digits, still never a hidden file.
+        assert!(allows("/x/f{1..100000}", "f777"));
+        assert!(!allows("/x/f{1..100000}", "g777"));
+        assert!(!allows("/x/{1..100000}", ".bashrc"));
+        assert!(!allows("/x/{1..9223372036854775807..1}", ".bashrc"));
     }
 
     #[test]
@@ -536,6 +863,7 @@ mod tests {
         assert!(!allows("'{a,b}'", "a"));
         assert!(allows("'{a,b}'", "{a,b}"));
         assert!(allows("'/x/dir with space'/f", "f"));
+        assert!(!allows("'unclosed", "unclosed"));
     }
 
     #[test]
@@ -546,39 +874,89 @@ mod tests {
     }
 
     #[test]
-    fn unknowable_expansions_allow_any_name() {
-        assert!(allows("$HOME", "root"));
-        assert!(allows("\"$HOME\"", "root"));
-        assert!(allows("`pwd`", "x"));
-        assert!(allows("~", "root"));
-        assert!(allows("~/", "root"));
-        assert!(allows("~user", "user"));
-        assert!(allows("a; echo b", "b"));
-        // Only the word with the expansion is open.
-        let filter = NameFilter::for_request(b"/x/a $V");
-        assert!(filter.allows(b"zzz"));
-        assert!(!NameFilter::for_request(b"/x/a ~/b").allows(b"zzz"));
+    fn only_the_last_component_decides() {
+        // The shell knows $HOME; the name is still notes.txt.
+        assert!(allows("$HOME/notes.txt", "notes.txt"));
+        assert!(!allows("$HOME/notes.txt", ".bashrc"));
+        assert!(!allows("`pwd`/notes.txt", ".bashrc"));
+        assert!(!allows("$(pwd)/notes.txt", ".bashrc"));
+        assert!(!allows("${HOME}/n", ".bashrc"));
+        assert!(!allows("\"$HOME\"/n", ".bashrc"));
+        assert!(allows("~user/n", "n"));
+        assert!(!allows("~user/n", "user"));
     }
 
     #[test]
-    fn dot_requests_take_the_name_the_source_gives() {
-        // `host:` asks for `.`, the login directory, under its real name.
-        assert!(allows(".", "alice"));
-        assert!(allows("/srv/data/..", "srv"));
+    fn an_expansion_in_the_last_component_widens_that_component() {
+        assert!(allows("/x/$NAME", "anything"));
+        assert!(allows("/x/$NAME", ".bashrc"));
+        assert!(allows("/x/`ls`", "anything"));
+        assert!(allows("/x/pre$N.txt", "other"), "it may split into words");
+        // Quoted, it stays one word: what follows it must match.
+        assert!(allows("/x/\"$N\".txt", "a.txt"));
+        assert!(allows("/x/\"$N\".txt", ".a.txt"));
+        assert!(!allows("/x/\"$N\".txt", ".bashrc"));
+        assert!(allows("/x/\"$N\"*.log", "b.1.log"));
+        assert!(!allows("/x/\"$N\"*.log", "b.1.txt"));
+        // Only that word is open.
+        assert!(allows("/x/a $V", "zzz"));
+        assert!(!allows("/x/a ~/b", "zzz"));
+    }
+
+    #[test]
+    fn shell_syntax_ends_the_requested_paths() {
+        for request in [
+            "a; echo b",
+            "a;b",
+            "a|b",
+            "a && b",
+            "a >b",
+            "a <b",
+            "a (b)",
+            "a\nb",
+            "a #b",
+        ] {
+            assert!(allows(request, "a"), "{request:?}");
+            assert!(!allows(request, "b"), "{request:?}");
+        }
+        assert!(!allows("(a)", "a"));
+        assert!(allows("'a;b'", "a;b"));
+        assert!(allows("a\\;b", "a;b"));
+    }
+
+    #[test]
+    fn directories_named_by_the_remote_side_bring_no_file() {
+        for request in [
+            ".",
+            "..",
+            "/srv/data/..",
+            "dir/.",
+            "~",
+            "~/",
+            "~user",
+            "~user/",
+        ] {
+            assert!(!allows(request, "alice"), "{request:?}");
+            assert!(!allows(request, ".bashrc"), "{request:?}");
+            assert!(allows_directory(request, "alice"), "{request:?}");
+        }
         assert!(!allows("/", "x"));
+        assert!(!allows_directory("/", "x"));
+        assert!(!allows("", "x"));
     }
 
     #[test]
     fn non_utf8_names() {
         let filter = NameFilter::for_request(b"/x/caf\xe9");
-        assert!(filter.allows(b"caf\xe9"));
-        assert!(!filter.allows(b"cafe"));
-        assert!(NameFilter::for_request(b"/x/caf?").allows(b"caf\xe9"));
+        assert!(filter.allows(b"caf\xe9", false));
+        assert!(!filter.allows(b"cafe", false));
+        assert!(NameFilter::for_request(b"/x/caf?").allows(b"caf\xe9", false));
     }
 
     #[test]
-    fn explosive_braces_give_up_safely() {
+    fn explosive_braces_widen_without_giving_up() {
         let request = "{a,b}".repeat(12);
         assert!(allows(&request, "zzz"));
+        assert!(!allows(&request, ".bashrc"));
     }
 }

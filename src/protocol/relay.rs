@@ -109,7 +109,7 @@ where
                     }
                     if depth == 0
                         && let Some(filter) = &self.options.filter
-                        && !filter.allows(name)
+                        && !filter.allows(name, matches!(record, Record::Directory { .. }))
                     {
                         return Err(SessionError::Protocol(
                             "filename does not match request".into(),

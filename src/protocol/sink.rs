@@ -144,7 +144,7 @@ where
                     self.leave_directory(frame).await?;
                 }
                 Record::File { mode, size, name } => {
-                    self.check_requested(&open_directories, &name)?;
+                    self.check_requested(&open_directories, &name, false)?;
                     let path = destination(target, target_is_directory, &open_directories, &name);
                     let times = pending_times.take().flatten();
                     self.receive_file(&path, mode, size, &name, times).await?;
@@ -155,7 +155,7 @@ where
                             "received directory without -r".into(),
                         ));
                     }
-                    self.check_requested(&open_directories, &name)?;
+                    self.check_requested(&open_directories, &name, true)?;
                     let path = destination(target, target_is_directory, &open_directories, &name);
                     let times = pending_times.take().flatten();
                     if let Some(frame) = self.enter_directory(path, mode, times).await? {
@@ -167,9 +167,14 @@ where
     }
 
     /// Strict filename checking, for the names at the top of the transfer.
-    fn check_requested(&self, open_directories: &[Frame], name: &[u8]) -> Result<(), SessionError> {
+    fn check_requested(
+        &self,
+        open_directories: &[Frame],
+        name: &[u8],
+        directory: bool,
+    ) -> Result<(), SessionError> {
         match &self.options.filter {
-            Some(filter) if open_directories.is_empty() && !filter.allows(name) => Err(
+            Some(filter) if open_directories.is_empty() && !filter.allows(name, directory) => Err(
                 SessionError::Protocol("filename does not match request".into()),
             ),
             _ => Ok(()),
