@@ -29,10 +29,15 @@ pub struct Remote {
 pub enum OperandError {
     /// An `scp://` operand that does not parse (scp: "invalid uri").
     InvalidUri(OsString),
-    /// A user name with characters a shell or ssh could misread.
+    /// A user name with characters a shell or ssh could misread (scp's
+    /// own check).
     InvalidUser(Vec<u8>),
+    /// A user name with shell syntax in it (ssh's check since 9.6).
+    UnsafeUser(Vec<u8>),
     /// An empty or undecodable host name.
     InvalidHost(OsString),
+    /// A host name with shell syntax in it (ssh's check since 9.6).
+    UnsafeHost(String),
 }
 
 impl fmt::Display for OperandError {
@@ -44,8 +49,22 @@ impl fmt::Display for OperandError {
             OperandError::InvalidUser(user) => {
                 write!(f, "{}: invalid user name", for_terminal(user))
             }
+            OperandError::UnsafeUser(user) => {
+                write!(
+                    f,
+                    "{}: remote username contains invalid characters",
+                    for_terminal(user)
+                )
+            }
             OperandError::InvalidHost(arg) => {
                 write!(f, "{}: invalid host name", for_terminal(arg.as_bytes()))
+            }
+            OperandError::UnsafeHost(host) => {
+                write!(
+                    f,
+                    "{}: hostname contains invalid characters",
+                    for_terminal(host.as_bytes())
+                )
             }
         }
     }
@@ -109,8 +128,12 @@ fn parse_user_host_path(arg: &OsStr, colon: usize) -> Result<Remote, OperandErro
         .ok()
         .filter(|h| !h.is_empty())
         .ok_or_else(|| OperandError::InvalidHost(arg.to_owned()))?;
+    let user = user.map(checked_user).transpose()?;
+    if !safe_host(host) {
+        return Err(OperandError::UnsafeHost(host.to_owned()));
+    }
     Ok(Remote {
-        user: user.map(checked_user).transpose()?,
+        user,
         host: host.to_owned(),
         port: None,
         path: path_or_dot(path.to_vec()),
@@ -236,15 +259,46 @@ fn percent_decode(s: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// scp's `okname`: no bytes >= 0x80, quotes, backquote, space or '#';
-/// rscp also refuses control characters.
+/// scp's `okname` (no bytes >= 0x80, quotes, backquote, space or '#'),
+/// control characters, then ssh's rule for user names from the command
+/// line ([`safe_user`]).
 fn checked_user(user: &[u8]) -> Result<String, OperandError> {
     let bad = |c: u8| c >= 0x80 || c.is_ascii_control() || b"'\"` #".contains(&c);
     if user.iter().any(|&c| bad(c)) {
         return Err(OperandError::InvalidUser(user.to_vec()));
     }
     // Every byte is ASCII here.
-    Ok(String::from_utf8_lossy(user).into_owned())
+    let user = String::from_utf8_lossy(user).into_owned();
+    if !safe_user(&user) {
+        return Err(OperandError::UnsafeUser(user.into_bytes()));
+    }
+    Ok(user)
+}
+
+/// ssh's rule (since 9.6) for a host name given on the command line, which
+/// `%h` and `%n` may carry into a shell (ProxyCommand, Match exec): no
+/// leading `-`, no blanks or control characters, none of
+/// `` '`"$\;&<>|(){}, ``.
+pub fn safe_host(host: &str) -> bool {
+    !host.starts_with('-')
+        && !host
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || "'`\"$\\;&<>|(){},".contains(c))
+}
+
+/// ssh's rule (since 9.6, with 10.1's control characters) for a user name
+/// given on the command line, which `%r` may carry into a shell: no
+/// leading `-`, no control characters, none of `` '`";&<>|(){} ``, no `-`
+/// after a blank, no `\` at the end.
+pub fn safe_user(user: &str) -> bool {
+    let bytes = user.as_bytes();
+    !user.starts_with('-')
+        && !user.ends_with('\\')
+        && !bytes.iter().enumerate().any(|(i, &c)| {
+            c.is_ascii_control()
+                || b"'`\";&<>|(){}".contains(&c)
+                || (c.is_ascii_whitespace() && bytes.get(i + 1) == Some(&b'-'))
+        })
 }
 
 /// A port as ssh's `a2port` takes it: 1-65535, or a TCP service name.
@@ -252,15 +306,15 @@ pub fn parse_port(text: &str) -> Option<u16> {
     if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
         return text.parse::<u16>().ok().filter(|&p| p != 0);
     }
-    service_port(text, &std::fs::read_to_string("/etc/services").ok()?)
+    service_port(text, &std::fs::read("/etc/services").ok()?)
 }
 
-/// Looks `name` up in the text of an `/etc/services` file (tcp entries).
-fn service_port(name: &str, services: &str) -> Option<u16> {
+/// Looks `name` up in an `/etc/services` file (tcp entries), line by line.
+fn service_port(name: &str, services: &[u8]) -> Option<u16> {
     if name.is_empty() {
         return None;
     }
-    services.lines().find_map(|line| {
+    crate::config::text_lines(services).find_map(|line| {
         let line = line.split('#').next().unwrap_or_default();
         let mut fields = line.split_whitespace();
         let service = fields.next()?;
@@ -294,6 +348,8 @@ mod tests {
     fn operand_table() {
         let uri = |s: &str| OperandError::InvalidUri(OsString::from(s));
         let user = |s: &[u8]| OperandError::InvalidUser(s.to_vec());
+        let unsafe_user = |s: &[u8]| OperandError::UnsafeUser(s.to_vec());
+        let unsafe_host = |s: &str| OperandError::UnsafeHost(s.to_owned());
         let cases: Vec<(&str, Result<Operand, OperandError>)> = vec![
             // Local paths.
             ("file", Ok(local("file"))),
@@ -365,6 +421,31 @@ mod tests {
             ("a#b@host:x", Err(user(b"a#b"))),
             ("\u{e9}@host:x", Err(user("\u{e9}".as_bytes()))),
             ("a\nb@host:x", Err(user(b"a\nb"))),
+            // ... and those ssh refuses (shell syntax, for %r).
+            ("a;b@host:x", Err(unsafe_user(b"a;b"))),
+            ("a|b@host:x", Err(unsafe_user(b"a|b"))),
+            ("$(id)@host:x", Err(unsafe_user(b"$(id)"))),
+            (
+                "-oProxyCommand=x@host:x",
+                Err(unsafe_user(b"-oProxyCommand=x")),
+            ),
+            ("a\\@host:x", Err(unsafe_user(b"a\\"))),
+            ("a$b@host:x", Ok(remote(Some("a$b"), "host", None, "x"))),
+            ("a\\b@host:x", Ok(remote(Some("a\\b"), "host", None, "x"))),
+            // Host names ssh refuses (shell syntax, for %h and %n).
+            (
+                "x$(touch${IFS}PWNED):f",
+                Err(unsafe_host("x$(touch${IFS}PWNED)")),
+            ),
+            ("h`id`:f", Err(unsafe_host("h`id`"))),
+            ("a;b:f", Err(unsafe_host("a;b"))),
+            ("a,b:f", Err(unsafe_host("a,b"))),
+            ("-oProxyCommand=x:f", Err(unsafe_host("-oProxyCommand=x"))),
+            ("h\tx:f", Err(unsafe_host("h\tx"))),
+            ("h\u{1b}x:f", Err(unsafe_host("h\u{1b}x"))),
+            ("u@h&x:f", Err(unsafe_host("h&x"))),
+            ("h*?[]~#!:f", Ok(remote(None, "h*?[]~#!", None, "f"))),
+            ("h\u{e9}:f", Ok(remote(None, "h\u{e9}", None, "f"))),
             // A host is required.
             ("@:x", Err(OperandError::InvalidHost(OsString::from("@:x")))),
         ];
@@ -392,6 +473,14 @@ mod tests {
             OperandError::InvalidUri(OsString::from("scp://[::1]/x")).to_string(),
             "scp://[::1]/x: invalid uri"
         );
+        assert_eq!(
+            OperandError::UnsafeHost("a\u{1b}b".into()).to_string(),
+            "a\\033b: hostname contains invalid characters"
+        );
+        assert_eq!(
+            OperandError::UnsafeUser(b"a;b".to_vec()).to_string(),
+            "a;b: remote username contains invalid characters"
+        );
     }
 
     #[test]
@@ -402,7 +491,8 @@ mod tests {
         assert_eq!(parse_port("65536"), None);
         assert_eq!(parse_port("-1"), None);
         assert_eq!(parse_port(""), None);
-        let services = "# comment\nssh\t\t22/tcp\t\t\t# SSH\nfoo 99/udp\nbar 1234/tcp baz\n";
+        let services: &[u8] =
+            b"# caf\xe9\nssh\t\t22/tcp\t\t\t# SSH\nfoo 99/udp\nbar 1234/tcp baz \xff\n";
         assert_eq!(service_port("ssh", services), Some(22));
         assert_eq!(service_port("foo", services), None);
         assert_eq!(service_port("baz", services), Some(1234));

@@ -15,6 +15,8 @@ pub mod tokens;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::escape::for_terminal;
+
 pub use keywords::{AddressFamily, LogLevel, StrictHostKeyChecking};
 use keywords::{Keyword, Raw};
 use pattern::{ListMatch, match_comma_list, match_list};
@@ -204,8 +206,8 @@ impl Reader<'_> {
         never_match: bool,
         depth: usize,
     ) -> Result<bool, ConfigError> {
-        let text = match std::fs::read(path) {
-            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        let bytes = match std::fs::read(path) {
+            Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
             Err(e) => {
                 return Err(ConfigError(format!(
@@ -219,13 +221,13 @@ impl Reader<'_> {
             check_permissions(path)?;
         }
         let mut active = active && !never_match;
-        for (index, line) in text.lines().enumerate() {
+        for (index, line) in text_lines(&bytes).enumerate() {
             let origin = Origin::File {
                 path,
                 line: index + 1,
                 user_file,
             };
-            self.line(line, origin, &mut active, never_match, depth)?;
+            self.line(&line, origin, &mut active, never_match, depth)?;
         }
         if self.bad_options > 0 {
             return Err(ConfigError(format!(
@@ -301,6 +303,9 @@ impl Reader<'_> {
             }
             return Ok(());
         };
+        if origin == Origin::CommandLine {
+            command_line_names(keyword_kind, &args)?;
+        }
         if !*active {
             // Still checked, as ssh checks lines in blocks that do not apply.
             keywords::check(keyword_kind, &args, &rest)
@@ -603,6 +608,45 @@ impl Reader<'_> {
     }
 }
 
+/// ssh's check of names given on the command line (`-o User=`, `-J`),
+/// which `%r` and `%h` may carry into a shell: the same rules as for the
+/// operands. Names from configuration files are the user's own and are
+/// not checked, as in ssh.
+fn command_line_names(keyword: Keyword, args: &[String]) -> Result<(), ConfigError> {
+    use crate::operand::{safe_host, safe_user};
+    let bad_user = |user: &str| {
+        ConfigError(format!(
+            "{}: remote username contains invalid characters",
+            for_terminal(user.as_bytes())
+        ))
+    };
+    match keyword {
+        Keyword::User => match args.first() {
+            Some(user) if !safe_user(user) => Err(bad_user(user)),
+            _ => Ok(()),
+        },
+        Keyword::ProxyJump => {
+            for hop in args.iter().flat_map(|a| a.split(',')) {
+                if hop.eq_ignore_ascii_case("none") {
+                    continue;
+                }
+                let (user, host, _) = parse_jump(hop).map_err(ConfigError)?;
+                if let Some(user) = user.filter(|u| !safe_user(u)) {
+                    return Err(bad_user(&user));
+                }
+                if !safe_host(&host) {
+                    return Err(ConfigError(format!(
+                        "{}: hostname contains invalid characters",
+                        for_terminal(host.as_bytes())
+                    )));
+                }
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
 /// `%C`: a hash of the connection's identity, as ssh computes it.
 fn connection_hash(
     local_host: &str,
@@ -638,6 +682,45 @@ fn check_permissions(path: &Path) -> Result<(), ConfigError> {
         )));
     }
     Ok(())
+}
+
+/// `[user@]host[:port]` of a ProxyJump hop (also `ssh://...`).
+pub fn parse_jump(hop: &str) -> Result<(Option<String>, String, Option<u16>), String> {
+    let hop = hop.strip_prefix("ssh://").unwrap_or(hop);
+    let (user, rest) = match hop.rsplit_once('@') {
+        Some((user, rest)) => (Some(user.to_owned()), rest),
+        None => (None, hop),
+    };
+    let (host, port) = if let Some(inner) = rest.strip_prefix('[') {
+        let (host, after) = inner
+            .split_once(']')
+            .ok_or_else(|| format!("bad ProxyJump host {hop}"))?;
+        (host.to_owned(), after.strip_prefix(':'))
+    } else {
+        match rest.rsplit_once(':') {
+            Some((host, port)) => (host.to_owned(), Some(port)),
+            None => (rest.to_owned(), None),
+        }
+    };
+    let port = match port {
+        Some(text) => Some(
+            crate::operand::parse_port(text).ok_or_else(|| format!("bad ProxyJump port {text}"))?,
+        ),
+        None => None,
+    };
+    if host.is_empty() {
+        return Err(format!("bad ProxyJump host {hop}"));
+    }
+    Ok((user, host, port))
+}
+
+/// The lines of a file read as bytes, each as text (bytes that are not
+/// UTF-8 become U+FFFD), so that one bad byte costs its line at most.
+pub fn text_lines(bytes: &[u8]) -> impl Iterator<Item = std::borrow::Cow<'_, str>> {
+    let bytes = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+    bytes
+        .split(|&b| b == b'\n')
+        .map(|line| String::from_utf8_lossy(line.strip_suffix(b"\r").unwrap_or(line)))
 }
 
 /// A config line: its keyword, its arguments, and the text after the

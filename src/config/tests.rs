@@ -335,3 +335,51 @@ fn line_splitting() {
     );
     assert!(split_line("User \"unterminated").is_err());
 }
+
+#[test]
+fn jump_hops() {
+    assert_eq!(parse_jump("h").unwrap(), (None, "h".into(), None));
+    assert_eq!(
+        parse_jump("u@h:2222").unwrap(),
+        (Some("u".into()), "h".into(), Some(2222))
+    );
+    assert_eq!(
+        parse_jump("[::1]:22").unwrap(),
+        (None, "::1".into(), Some(22))
+    );
+    assert_eq!(
+        parse_jump("ssh://a@b").unwrap(),
+        (Some("a".into()), "b".into(), None)
+    );
+    assert!(parse_jump("h:0").is_err());
+    assert!(parse_jump("u@").is_err());
+}
+
+#[test]
+fn names_from_the_command_line_are_checked_as_ssh_checks_them() {
+    let home = Home::with(&[(".ssh/config", "User from;file\nProxyJump j$x\n")]);
+    let mut request = home.request("h");
+    let refused = |request: &Request| resolve(request).unwrap_err().0;
+    request.command_line = vec!["User=a;b".into()];
+    assert_eq!(
+        refused(&request),
+        "a;b: remote username contains invalid characters"
+    );
+    request.command_line = vec!["ProxyJump ok@jump,x$(id)@j2".into()];
+    assert_eq!(
+        refused(&request),
+        "x$(id): remote username contains invalid characters"
+    );
+    request.command_line = vec!["ProxyJump u@j`id`:22".into()];
+    assert_eq!(
+        refused(&request),
+        "j`id`: hostname contains invalid characters"
+    );
+    // The user's own files are trusted, as in ssh.
+    request.command_line = vec![];
+    let s = resolve(&request).unwrap();
+    assert_eq!(s.user, "from;file");
+    assert_eq!(s.proxy_jump.as_deref(), Some("j$x"));
+    request.command_line = vec!["User=alice".into(), "ProxyJump u@jump:2222".into()];
+    assert_eq!(resolve(&request).unwrap().user, "alice");
+}
