@@ -11,10 +11,10 @@ use std::sync::Arc;
 
 use russh::MethodKind;
 use russh::client::{AuthResult, Handle, KeyboardInteractiveAuthResponse};
+use russh::keys::PrivateKeyWithHashAlg;
 use russh::keys::agent::AgentIdentity;
 use russh::keys::agent::client::AgentClient;
 use russh::keys::ssh_key::{Certificate, HashAlg, PrivateKey, PublicKey};
-use russh::keys::{PrivateKeyWithHashAlg, load_openssh_certificate};
 
 use super::connection::Client;
 use super::log::Log;
@@ -313,7 +313,8 @@ fn key_files(settings: &Settings, log: &Log) -> Vec<KeyFile> {
         }
         let mut public_path = path.clone().into_os_string();
         public_path.push(".pub");
-        let public = PublicKey::read_openssh_file(Path::new(&public_path)).ok();
+        let public = read_openssh_line(Path::new(&public_path))
+            .and_then(|line| PublicKey::from_openssh(&line).ok());
         files.push(KeyFile {
             path: path.clone(),
             public,
@@ -332,8 +333,21 @@ fn certificates(settings: &Settings, files: &[KeyFile]) -> Vec<Certificate> {
     }
     paths
         .iter()
-        .filter_map(|p| load_openssh_certificate(p).ok())
+        .filter_map(|p| read_openssh_line(p))
+        .filter_map(|line| Certificate::from_openssh(&line).ok())
         .collect()
+}
+
+/// The `type base64` of a public key or certificate file, read as bytes
+/// line by line: a comment that is not UTF-8 does not cost the key.
+fn read_openssh_line(path: &Path) -> Option<String> {
+    let bytes = std::fs::read(path).ok()?;
+    crate::config::text_lines(&bytes).find_map(|line| {
+        let mut fields = line.split_whitespace();
+        let kind = fields.next().filter(|k| !k.starts_with('#'))?;
+        let base64 = fields.next()?;
+        Some(format!("{kind} {base64}"))
+    })
 }
 
 /// Reads a private key, asking for its passphrase if it is encrypted (as

@@ -190,11 +190,19 @@ pub fn connect<'a>(
             settings.port,
             settings.host_key_alias.as_deref(),
         );
-        let preferred = algorithms::preferred(
-            settings,
-            &known.known_algorithms(&name),
-            known.has_authority_for(&name),
-        )?;
+        let fallback_name = known_hosts::fallback_name(
+            &settings.hostname,
+            settings.port,
+            settings.host_key_alias.as_deref(),
+        );
+        let mut known_algorithms = known.known_algorithms(&name);
+        if known_algorithms.is_empty()
+            && let Some(fallback) = &fallback_name
+        {
+            known_algorithms = known.known_algorithms(fallback);
+        }
+        let preferred =
+            algorithms::preferred(settings, &known_algorithms, known.has_authority_for(&name))?;
         let (stream, address, kernel_round_trip) = open_stream(settings, context, log).await?;
         let policy = HostKeyPolicy {
             address,
@@ -206,6 +214,7 @@ pub fn connect<'a>(
             known,
             quiet: log.quiet(),
             name,
+            fallback_name,
         };
         let state = Arc::new(Mutex::new(HandshakeState::default()));
         let (ended, ended_receiver) = watch::channel(false);
@@ -336,7 +345,7 @@ async fn through_jump_hosts(
 ) -> Result<(Box<dyn Stream>, String), String> {
     let hops: Vec<&str> = jumps.split(',').collect();
     let (last, earlier) = hops.split_last().ok_or("empty ProxyJump")?;
-    let (user, host, port) = parse_jump(last)?;
+    let (user, host, port) = config::parse_jump(last)?;
     let mut request = context.template.clone();
     request.host = host;
     request.user = user;
@@ -375,36 +384,6 @@ async fn through_jump_hosts(
         })?;
     let stream = super::proxy::JumpStream::new(channel.into_stream(), jump);
     Ok((Box::new(stream), "<no hostip for proxy command>".into()))
-}
-
-/// `[user@]host[:port]` of a ProxyJump hop (also `ssh://...`).
-fn parse_jump(hop: &str) -> Result<(Option<String>, String, Option<u16>), String> {
-    let hop = hop.strip_prefix("ssh://").unwrap_or(hop);
-    let (user, rest) = match hop.rsplit_once('@') {
-        Some((user, rest)) => (Some(user.to_owned()), rest),
-        None => (None, hop),
-    };
-    let (host, port) = if let Some(inner) = rest.strip_prefix('[') {
-        let (host, after) = inner
-            .split_once(']')
-            .ok_or_else(|| format!("bad ProxyJump host {hop}"))?;
-        (host.to_owned(), after.strip_prefix(':'))
-    } else {
-        match rest.rsplit_once(':') {
-            Some((host, port)) => (host.to_owned(), Some(port)),
-            None => (rest.to_owned(), None),
-        }
-    };
-    let port = match port {
-        Some(text) => Some(
-            crate::operand::parse_port(text).ok_or_else(|| format!("bad ProxyJump port {text}"))?,
-        ),
-        None => None,
-    };
-    if host.is_empty() {
-        return Err(format!("bad ProxyJump host {hop}"));
-    }
-    Ok((user, host, port))
 }
 
 /// A direct TCP connection, trying each address of the host (of the family
@@ -489,28 +468,4 @@ fn resolve_reason(error: &std::io::Error) -> String {
     text.strip_prefix("failed to lookup address information: ")
         .unwrap_or(&text)
         .to_owned()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn jump_hops() {
-        assert_eq!(parse_jump("h").unwrap(), (None, "h".into(), None));
-        assert_eq!(
-            parse_jump("u@h:2222").unwrap(),
-            (Some("u".into()), "h".into(), Some(2222))
-        );
-        assert_eq!(
-            parse_jump("[::1]:22").unwrap(),
-            (None, "::1".into(), Some(22))
-        );
-        assert_eq!(
-            parse_jump("ssh://a@b").unwrap(),
-            (Some("a".into()), "b".into(), None)
-        );
-        assert!(parse_jump("h:0").is_err());
-        assert!(parse_jump("u@").is_err());
-    }
 }

@@ -56,6 +56,9 @@ pub enum Verdict {
 pub struct HostKeyPolicy {
     /// The known_hosts name (`host`, `[host]:port`, or HostKeyAlias).
     pub name: String,
+    /// Where nothing is known under `name`: the name without the port,
+    /// where a matching key is trusted too (as ssh looks again).
+    pub fallback_name: Option<String>,
     /// The address connected to, for the confirmation question.
     pub address: String,
     /// The host name certificates must be valid for.
@@ -85,7 +88,10 @@ impl HostKeyPolicy {
         }
         let public = key.public_key();
         let key_type = known_hosts::key_type_name(public.algorithm());
-        match self.known.check(&self.name, &public) {
+        let status =
+            self.known
+                .check_with_fallback(&self.name, self.fallback_name.as_deref(), &public);
+        match status {
             Status::Known => Verdict::Trusted,
             Status::Unknown => self.unknown(&public, &key_type),
             Status::Changed(place) => self.changed(&public, &key_type, &place),

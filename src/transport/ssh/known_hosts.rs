@@ -59,21 +59,44 @@ pub struct KnownHosts {
 }
 
 impl KnownHosts {
-    /// Reads the files that exist; lines that do not parse are skipped, as
-    /// ssh skips them.
+    /// Reads the files that exist, as bytes and line by line: a line that
+    /// does not parse (or is not text) is skipped, never the file, as ssh
+    /// reads them.
     pub fn load(files: &[PathBuf]) -> KnownHosts {
-        let mut entries = Vec::new();
+        let mut known = KnownHosts::default();
         for file in files {
-            let Ok(text) = fs::read_to_string(file) else {
-                continue;
-            };
-            for (index, line) in text.lines().enumerate() {
-                if let Some(entry) = parse_line(line, file, index + 1) {
-                    entries.push(entry);
-                }
+            if let Ok(bytes) = fs::read(file) {
+                known.add(&bytes, file);
             }
         }
-        KnownHosts { entries }
+        known
+    }
+
+    /// Adds the entries of one file's contents.
+    pub fn add(&mut self, bytes: &[u8], file: &Path) {
+        for (index, line) in crate::config::text_lines(bytes).enumerate() {
+            if let Some(entry) = parse_line(&line, file, index + 1) {
+                self.entries.push(entry);
+            }
+        }
+    }
+
+    /// The status of `key` for a host known as `name`, or, when nothing is
+    /// known under that name, as `fallback` (ssh's second look, without the
+    /// port): only a matching key counts there.
+    pub fn check_with_fallback(
+        &self,
+        name: &str,
+        fallback: Option<&str>,
+        key: &PublicKey,
+    ) -> Status {
+        match (self.check(name, key), fallback) {
+            (Status::Unknown, Some(fallback)) => match self.check(fallback, key) {
+                status @ (Status::Known | Status::Revoked) => status,
+                Status::Changed(_) | Status::Unknown => Status::Unknown,
+            },
+            (status, _) => status,
+        }
     }
 
     /// The status of `key` for `name` (as from [`lookup_name`]).
@@ -193,6 +216,12 @@ pub fn lookup_name(host: &str, port: u16, alias: Option<&str>) -> String {
         None if port == 22 => host.to_lowercase(),
         None => format!("[{}]:{}", host.to_lowercase(), port),
     }
+}
+
+/// The name ssh looks a host up by when nothing is known under
+/// [`lookup_name`]: the host without its port (not with a HostKeyAlias).
+pub fn fallback_name(host: &str, port: u16, alias: Option<&str>) -> Option<String> {
+    (alias.is_none() && port != 22).then(|| host.to_lowercase())
 }
 
 /// ssh's names for key types in messages.
@@ -406,6 +435,39 @@ mod tests {
             fs::read_to_string(&file).unwrap(),
             format!("a {ED1}\nb {ED2}\n")
         );
+    }
+
+    #[test]
+    fn a_file_with_bytes_that_are_not_text_is_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("known_hosts");
+        let mut bytes = b"# caf\xe9\n".to_vec();
+        bytes.extend_from_slice(format!("host {ED1} comment").as_bytes());
+        bytes.extend_from_slice(b" \xfe\r\nother\xff ");
+        bytes.extend_from_slice(format!("{ED2}\n").as_bytes());
+        fs::write(&file, &bytes).unwrap();
+        let kh = KnownHosts::load(&[file]);
+        assert_eq!(kh.check("host", &key(ED1)), Status::Known);
+        assert!(matches!(kh.check("host", &key(ED2)), Status::Changed(p) if p.line == 2));
+    }
+
+    #[test]
+    fn a_host_known_without_its_port() {
+        let (_d, kh) = known(&format!("127.0.0.1 {ED1}\n"));
+        let fallback = fallback_name("127.0.0.1", 2222, None);
+        assert_eq!(fallback.as_deref(), Some("127.0.0.1"));
+        let check =
+            |text| kh.check_with_fallback("[127.0.0.1]:2222", fallback.as_deref(), &key(text));
+        assert_eq!(check(ED1), Status::Known);
+        // Another key under the bare name: new to ssh, not changed.
+        assert_eq!(check(ED2), Status::Unknown);
+        assert_eq!(fallback_name("h", 22, None), None);
+        assert_eq!(fallback_name("h", 2222, Some("alias")), None);
+        let (_d, kh) = known(&format!("[127.0.0.1]:2222 {ED2}\n127.0.0.1 {ED1}\n"));
+        assert!(matches!(
+            kh.check_with_fallback("[127.0.0.1]:2222", Some("127.0.0.1"), &key(ED1)),
+            Status::Changed(_)
+        ));
     }
 
     #[test]
