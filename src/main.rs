@@ -72,6 +72,9 @@ fn run(invocation: &Invocation) -> u8 {
         Role::Client => Meter::for_terminal(invocation.quiet).map(Arc::new),
         Role::Sink | Role::Source => None,
     };
+    if let Some(meter) = &meter {
+        report::attach_meter(meter.clone());
+    }
     let events = Reporter {
         server: invocation.role != Role::Client,
         verbose: invocation.verbose > 0,
@@ -156,9 +159,7 @@ fn interrupted() -> impl std::future::Future<Output = ()> {
 }
 
 fn eprint_usage() {
-    use std::io::Write;
-    let mut stderr = std::io::stderr().lock();
-    let _ = writeln!(stderr, "{}", cli::USAGE);
+    report::usage(cli::USAGE);
 }
 
 fn print_stdout(text: &str) -> ExitCode {

@@ -261,10 +261,11 @@ impl Meter {
         if quiet || !stdout.is_terminal() || !in_foreground() {
             return None;
         }
-        Some(Meter::new(
-            ProgressDrawTarget::stdout_with_hz(4),
-            terminal_width(),
-        ))
+        Some(Meter::new(Meter::screen(), terminal_width()))
+    }
+
+    fn screen() -> ProgressDrawTarget {
+        ProgressDrawTarget::stdout_with_hz(4)
     }
 
     fn new(target: ProgressDrawTarget, width: usize) -> Meter {
@@ -378,6 +379,15 @@ impl Meter {
         self.multi.suspend(f)
     }
 
+    /// Takes the bars off the screen, and keeps them off until the guard
+    /// goes (while the user answers a question on the terminal). Unlike
+    /// [`Meter::suspend`], the redraws meanwhile do not wait for it.
+    pub fn hold(&self) -> Hold<'_> {
+        let _ = self.multi.clear();
+        self.multi.set_draw_target(ProgressDrawTarget::hidden());
+        Hold { meter: self }
+    }
+
     /// The end of the run: the total line goes, the file lines stay.
     pub fn finish(&self) {
         let mut state = self.state();
@@ -387,6 +397,17 @@ impl Meter {
         if let Some(total) = state.total_bar.take() {
             total.finish_and_clear();
         }
+    }
+}
+
+/// The bars are off the screen while this lives (see [`Meter::hold`]).
+pub struct Hold<'a> {
+    meter: &'a Meter,
+}
+
+impl Drop for Hold<'_> {
+    fn drop(&mut self) {
+        self.meter.multi.set_draw_target(Meter::screen());
     }
 }
 

@@ -1,23 +1,77 @@
-//! What the user sees: errors and `-v` lines on stderr, the progress meter
-//! on stdout. Writes never panic: a closed stderr is ignored, as scp
-//! ignores it.
+//! What the user sees on stderr — errors, ssh's own messages, remote text,
+//! `-v` lines — and the terminal questions around the progress meter. All
+//! of it goes through here, so that every line is escaped for the terminal
+//! and written with the meter's bars moved out of the way. Writes never
+//! panic: a closed stderr is ignored, as scp ignores it.
 
 use std::io::Write;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crate::escape::for_terminal;
 use crate::progress::Meter;
 use crate::protocol::Events;
 
-/// Writes one line to stderr, escaped, with the `rscp: ` prefix.
-pub fn error(message: &str) {
-    line(&format!("rscp: {}", for_terminal(message.as_bytes())));
+/// The progress meter of this run, once there is one.
+static METER: OnceLock<Arc<Meter>> = OnceLock::new();
+
+/// Draws the meter's bars around everything written from now on.
+pub fn attach_meter(meter: Arc<Meter>) {
+    let _ = METER.set(meter);
 }
 
-fn line(text: &str) {
-    let mut stderr = std::io::stderr().lock();
-    let _ = stderr.write_all(text.as_bytes());
-    let _ = stderr.write_all(b"\n");
+/// One of our own problems, "what: why", as `rscp: what: why`.
+pub fn error(message: &str) {
+    emit(&format!("rscp: {}", for_terminal(message.as_bytes())));
+}
+
+/// ssh's own messages, as ssh words them (no prefix); each line escaped.
+pub fn notice(text: &str) {
+    emit(&escape_lines(text.as_bytes()));
+}
+
+/// Text that came from the network (a peer's message, remote stderr, a
+/// server's banner or instructions), escaped line by line.
+pub fn remote(text: &[u8]) {
+    emit(&escape_lines(text));
+}
+
+/// A diagnostic line, `tag: text` (`debug1: ...`), escaped.
+pub fn debug(tag: &str, text: &[u8]) {
+    emit(&format!("{tag}{}", for_terminal(text)));
+}
+
+/// The usage text, as it is.
+pub fn usage(text: &str) {
+    emit(text);
+}
+
+/// Runs `ask` (which talks to the user on the terminal) with the meter
+/// taken off the screen until it returns.
+pub fn while_asking<R>(ask: impl FnOnce() -> R) -> R {
+    let _hold = METER.get().map(|meter| meter.hold());
+    ask()
+}
+
+/// Every line of `text` escaped, the line breaks kept (a trailing one
+/// dropped).
+pub fn escape_lines(text: &[u8]) -> String {
+    let text = text.strip_suffix(b"\n").unwrap_or(text);
+    text.split(|&b| b == b'\n')
+        .map(|line| for_terminal(line.strip_suffix(b"\r").unwrap_or(line)))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn emit(text: &str) {
+    let write = || {
+        let mut stderr = std::io::stderr().lock();
+        let _ = stderr.write_all(text.as_bytes());
+        let _ = stderr.write_all(b"\n");
+    };
+    match METER.get() {
+        Some(meter) => meter.suspend(write),
+        None => write(),
+    }
 }
 
 /// The events of a client (the user's own rscp) or of a server (`rscp -t`
@@ -30,26 +84,16 @@ pub struct Reporter {
     pub meter: Option<Arc<Meter>>,
 }
 
-impl Reporter {
-    /// Writes to stderr with the progress bars moved out of the way.
-    fn say(&self, write: impl FnOnce()) {
-        match &self.meter {
-            Some(meter) => meter.suspend(write),
-            None => write(),
-        }
-    }
-}
-
 impl Events for Reporter {
     fn error(&self, message: &str) {
         if !self.server {
-            self.say(|| error(message));
+            error(message);
         }
     }
 
     fn peer_message(&self, message: &[u8]) {
         if !self.server {
-            self.say(|| line(&for_terminal(message)));
+            remote(message);
         }
     }
 
@@ -59,7 +103,7 @@ impl Events for Reporter {
 
     fn debug(&self, text: &[u8]) {
         if self.verbose {
-            self.say(|| line(&for_terminal(text.strip_suffix(b"\n").unwrap_or(text))));
+            debug("", text.strip_suffix(b"\n").unwrap_or(text));
         }
     }
 
@@ -141,5 +185,17 @@ impl Events for LocalEnd<'_> {
 
     fn expect(&self, files: u64, bytes: u64) {
         self.reporter.expect(files, bytes);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_escaped_one_by_one() {
+        assert_eq!(escape_lines(b"a\x1b[2J\nb\r\n"), "a\\033[2J\nb");
+        assert_eq!(escape_lines(b"one"), "one");
+        assert_eq!(escape_lines(b"\xff\n\n"), "\\377\n");
     }
 }

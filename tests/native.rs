@@ -266,6 +266,52 @@ fn fingerprint_of(sshd: &Sshd) -> String {
         .to_owned()
 }
 
+/// One byte that is not UTF-8 (a comment, a legacy entry) must not hide
+/// the rest of the file: the changed key is refused, even with accept-new,
+/// and the file is left as it was.
+#[test]
+fn a_known_hosts_file_with_bytes_that_are_not_text_still_counts() {
+    let Some(sshd) = Sshd::start() else { return };
+    let other = new_key(sshd.dir.path(), "other_host_key", "");
+    let other_key = fs::read_to_string(other.with_extension("pub")).unwrap();
+    let other_key: String = other_key
+        .split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut contents = b"# caf\xe9 \xff\n".to_vec();
+    contents.extend_from_slice(format!("[127.0.0.1]:{} {other_key}\n", sshd.port).as_bytes());
+    contents.extend_from_slice(b"legacy\xfe ssh-rsa AAAA\xff\n");
+    let home = with_known_hosts(&sshd, "", "\tStrictHostKeyChecking accept-new\n");
+    let known_hosts = home.ssh().join("known_hosts");
+    fs::write(&known_hosts, &contents).unwrap();
+    let (_work, file, into) = payload();
+    let out = run(home
+        .rscp()
+        .arg(&file)
+        .arg(format!("fixture:{}", into.display())));
+    assert_exit(&out, 1);
+    let text = stderr(&out);
+    assert!(
+        text.contains("@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "Offending ED25519 key in {}:2\n",
+            known_hosts.display()
+        )),
+        "{text}"
+    );
+    assert!(text.ends_with(&format!(
+        "Host key for [127.0.0.1]:{} has changed and you have requested strict checking.\n\
+         rscp: Host key verification failed.\n",
+        sshd.port
+    )));
+    assert_eq!(fs::read(&known_hosts).unwrap(), contents);
+    assert!(!into.join("payload.bin").exists());
+}
+
 #[test]
 fn a_revoked_host_key_is_refused() {
     let Some(sshd) = Sshd::start() else { return };
@@ -304,14 +350,37 @@ fn known_hosts_patterns_ports_and_aliases() {
     let target = format!("fixture:{}", into.display());
     let key = sshd.host_key();
     let strict = "\tStrictHostKeyChecking yes\n";
-    // An entry for port 22 does not cover another port.
+    // Nothing known under [host]:port: ssh looks again without the port,
+    // where only a matching key counts (checked against ssh 9.2 here).
     let home = with_known_hosts(&sshd, &format!("127.0.0.1 {key}\n"), strict);
+    assert_success(&run(home.rscp().arg(&file).arg(&target)));
+    let other = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBXYjZf5mLRBWrDC6leU4slu/+uAr+z8nCgLeCmbtsC3";
+    let home = with_known_hosts(&sshd, &format!("127.0.0.1 {other}\n"), strict);
+    let out = run(home.rscp().arg(&file).arg(&target));
+    assert_exit(&out, 1);
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "No ED25519 host key is known for [127.0.0.1]:{} and you have requested strict checking.\n\
+             rscp: Host key verification failed.\n",
+            sshd.port
+        )
+    );
+    let home = with_known_hosts(
+        &sshd,
+        &format!("127.0.0.1 {key}\n"),
+        "\tStrictHostKeyChecking yes\n\tHostKeyAlias [127.0.0.1]:1\n",
+    );
     assert_exit(&run(home.rscp().arg(&file).arg(&target)), 1);
-    // Wildcards, lists and negation.
+    // Wildcards, lists and negation (the second look finds `*`, as ssh's).
     for (entry, ok) in [
         (format!("[127.0.0.*]:{},other {key}", sshd.port), true),
         (format!("[127.0.0.1]:*,!nothing {key}"), true),
-        (format!("*,![127.0.0.1]:{} {key}", sshd.port), false),
+        (format!("*,![127.0.0.1]:{} {key}", sshd.port), true),
+        (
+            format!("*,!127.0.0.1,![127.0.0.1]:{} {key}", sshd.port),
+            false,
+        ),
     ] {
         let home = with_known_hosts(&sshd, &format!("{entry}\n"), strict);
         let out = run(home.rscp().arg(&file).arg(&target));
@@ -1298,4 +1367,58 @@ fn the_channel_window_follows_the_round_trip_through_a_slow_proxy() {
         "{}",
         stderr(&out)
     );
+}
+
+/// Host and user names from the command line reach `%h`, `%n` and `%r`,
+/// which ProxyCommand and Match exec hand to a shell: names with shell
+/// syntax are refused before any config is read, as ssh refuses them.
+#[test]
+fn shell_syntax_in_host_or_user_names_never_reaches_a_shell() {
+    let work = tempfile::tempdir().unwrap();
+    let config = work.path().join("config");
+    fs::write(
+        &config,
+        "Match exec \"echo %h %n %r >/dev/null\"\n\
+         \tBatchMode yes\n\
+         Host *\n\
+         \tProxyCommand sh -c 'echo %h %r; exit 1'\n",
+    )
+    .unwrap();
+    let cases: [(&[&str], &str); 6] = [
+        (
+            &["x$(touch${IFS}PWNED):f"],
+            "rscp: x$(touch${IFS}PWNED): hostname contains invalid characters\n",
+        ),
+        (
+            &["h`touch PWNED`:f"],
+            "rscp: h`touch PWNED`: hostname contains invalid characters\n",
+        ),
+        (
+            &["u;touch${IFS}PWNED@h:f"],
+            "rscp: u;touch${IFS}PWNED: remote username contains invalid characters\n",
+        ),
+        (
+            &["scp://a%3Btouch%20x@h/f"],
+            "rscp: scp://a%3Btouch%20x@h/f: invalid uri\n",
+        ),
+        (
+            &["-J", "j;touch${IFS}PWNED", "h:f"],
+            "rscp: j;touch${IFS}PWNED: hostname contains invalid characters\n",
+        ),
+        (
+            &["-o", "User=$(touch${IFS}PWNED)", "h:f"],
+            "rscp: $(touch${IFS}PWNED): remote username contains invalid characters\n",
+        ),
+    ];
+    for (args, message) in cases {
+        let out = run(rscp()
+            .current_dir(work.path())
+            .arg("-F")
+            .arg(&config)
+            .args(args)
+            .arg(work.path().join("out")));
+        assert_exit(&out, 1);
+        assert_eq!(stderr(&out), message, "{args:?}");
+        assert!(!work.path().join("PWNED").exists(), "{args:?}");
+    }
 }

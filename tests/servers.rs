@@ -188,8 +188,23 @@ mod kbd {
 
     pub const QUESTION: &str = "Verification code: ";
 
+    /// What the server says: the request's name, instructions and prompt.
+    #[derive(Clone)]
+    pub struct Texts {
+        pub name: &'static str,
+        pub instructions: &'static str,
+        pub question: &'static str,
+    }
+
+    pub const PLAIN: Texts = Texts {
+        name: "",
+        instructions: "",
+        question: QUESTION,
+    };
+
     pub struct Server {
         pub answer: String,
+        pub texts: Texts,
     }
 
     impl Handler for Server {
@@ -203,9 +218,9 @@ mod kbd {
         ) -> Result<Auth, Self::Error> {
             match response {
                 None => Ok(Auth::Partial {
-                    name: Cow::Borrowed(""),
-                    instructions: Cow::Borrowed(""),
-                    prompts: Cow::Owned(vec![(Cow::Borrowed(QUESTION), false)]),
+                    name: Cow::Borrowed(self.texts.name),
+                    instructions: Cow::Borrowed(self.texts.instructions),
+                    prompts: Cow::Owned(vec![(Cow::Borrowed(self.texts.question), false)]),
                 }),
                 Some(answers) => {
                     let answers: Vec<Vec<u8>> = answers.map(|b| b.to_vec()).collect();
@@ -283,7 +298,7 @@ mod kbd {
 
     /// Starts the server on a runtime thread of its own; returns its port
     /// and host key.
-    pub fn start(answer: &str, key: &Path) -> (u16, String) {
+    pub fn start(answer: &str, key: &Path, texts: Texts) -> (u16, String) {
         let host_key = russh::keys::load_secret_key(key, None).unwrap();
         let public = host_key.public_key().to_openssh().unwrap();
         let config = Arc::new(russh::server::Config {
@@ -306,6 +321,7 @@ mod kbd {
                 while let Ok((stream, _)) = listener.accept().await {
                     let handler = Server {
                         answer: answer.clone(),
+                        texts: texts.clone(),
                     };
                     let config = config.clone();
                     tokio::spawn(async move {
@@ -331,7 +347,7 @@ mod kbd {
 fn keyboard_interactive_through_askpass() {
     let keys = tempfile::tempdir().unwrap();
     let host_key = new_key(keys.path(), "host", "");
-    let (port, public) = kbd::start("4242", &host_key);
+    let (port, public) = kbd::start("4242", &host_key, kbd::PLAIN);
     let home = home_for(
         port,
         &public,
@@ -353,7 +369,7 @@ fn keyboard_interactive_through_askpass() {
     assert!(fs::read(into.join("f")).unwrap() == fs::read(work.path().join("f")).unwrap());
     assert_eq!(
         fs::read_to_string(work.path().join("askpass.log")).unwrap(),
-        format!("|{}\n", kbd::QUESTION)
+        format!("|(root@127.0.0.1) {}\n", kbd::QUESTION).replace("root", &whoami())
     );
 
     // A wrong answer, as many times as NumberOfPasswordPrompts, then no.
@@ -390,4 +406,50 @@ fn keyboard_interactive_through_askpass() {
         "{}",
         stderr(&out)
     );
+}
+
+/// The server's name, instructions and prompt are text from the network:
+/// shown escaped (line breaks kept, as ssh keeps them), and the prompt
+/// prefixed with `(user@host)` as ssh prefixes it; `-q` hides the text.
+#[test]
+fn keyboard_interactive_text_is_escaped_and_prefixed() {
+    let keys = tempfile::tempdir().unwrap();
+    let host_key = new_key(keys.path(), "host", "");
+    let texts = kbd::Texts {
+        name: "Acme\x1b[2J login",
+        instructions: "Line one\nline\x07two\n",
+        question: "Code\x1b]0;owned\x07: ",
+    };
+    let (port, public) = kbd::start("4242", &host_key, texts);
+    let home = home_for(
+        port,
+        &public,
+        "Host server\n\tBatchMode no\n\tUser alice\n\tPreferredAuthentications keyboard-interactive\n",
+        None,
+    );
+    let work = tempfile::tempdir().unwrap();
+    write(work.path().join("f"), b"data");
+    let answering = askpass(work.path(), "4242");
+    let copy = |quiet: bool| {
+        let mut command = rscp_at(home.path());
+        if quiet {
+            command.arg("-q");
+        }
+        run(command
+            .arg(work.path().join("f"))
+            .arg(format!("server:{}/copy", work.path().display()))
+            .env("SSH_ASKPASS", &answering)
+            .env("SSH_ASKPASS_REQUIRE", "force"))
+    };
+    let out = copy(false);
+    assert_success(&out);
+    assert_eq!(fs::read(work.path().join("copy")).unwrap(), b"data");
+    assert_eq!(stderr(&out), "Acme\\033[2J login\nLine one\nline\\007two\n");
+    assert_eq!(
+        fs::read_to_string(work.path().join("askpass.log")).unwrap(),
+        "|(alice@127.0.0.1) Code\\033]0;owned\\007: \n"
+    );
+    let out = copy(true);
+    assert_success(&out);
+    assert_eq!(stderr(&out), "");
 }

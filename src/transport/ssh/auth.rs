@@ -92,7 +92,7 @@ pub async fn authenticate(
                     && methods.allows(MethodKind::KeyboardInteractive) =>
             {
                 log.debug1("Next authentication method: keyboard-interactive");
-                keyboard_interactive(handle, settings, &mut methods).await?
+                keyboard_interactive(handle, settings, &mut methods, log).await?
             }
             "password"
                 if interactive
@@ -425,10 +425,21 @@ async fn password(
     Ok(false)
 }
 
+/// A keyboard-interactive prompt as ssh shows it: `(user@host) prompt`,
+/// the host being the HostKeyAlias if there is one; escaped.
+fn kbd_prompt(settings: &Settings, prompt: &str) -> String {
+    let host = match &settings.host_key_alias {
+        Some(alias) => alias.clone(),
+        None => settings.hostname.to_lowercase(),
+    };
+    crate::report::escape_lines(format!("({}@{host}) {prompt}", settings.user).as_bytes())
+}
+
 async fn keyboard_interactive(
     handle: &mut Handle<Client>,
     settings: &Settings,
     methods: &mut Methods,
+    log: &Log,
 ) -> Result<bool, String> {
     for _ in 0..settings.number_of_password_prompts {
         let mut response = handle
@@ -449,15 +460,17 @@ async fn keyboard_interactive(
                     instructions,
                     prompts,
                 } => {
+                    // Server text: escaped like all text from the network,
+                    // and the prompts prefixed as ssh prefixes them.
                     for text in [name, instructions] {
-                        if !text.is_empty() {
-                            crate::report::error(&text);
+                        if !text.is_empty() && !log.quiet() {
+                            crate::report::remote(text.as_bytes());
                         }
                     }
                     let mut answers = Vec::with_capacity(prompts.len());
                     for p in prompts {
                         let kind = if p.echo { Kind::Echoed } else { Kind::Secret };
-                        let asked = p.prompt.clone();
+                        let asked = kbd_prompt(settings, &p.prompt);
                         let Some(answer) =
                             tokio::task::spawn_blocking(move || prompt::ask(&asked, kind))
                                 .await

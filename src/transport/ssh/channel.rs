@@ -9,7 +9,7 @@
 //! status arrives (a reader that stops at end of data would lose it).
 
 use std::future::Future;
-use std::io::{self, Write};
+use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
@@ -21,8 +21,6 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{oneshot, watch};
 
 use crate::protocol::DataWrite;
-
-use crate::escape::for_terminal;
 
 type WaitFuture = Pin<Box<dyn Future<Output = (ChannelReadHalf, Option<ChannelMsg>)> + Send>>;
 type SendFuture = Pin<Box<dyn Future<Output = Result<(), russh::Error>> + Send>>;
@@ -328,7 +326,5 @@ impl StderrRelay {
 }
 
 fn write_stderr(line: &[u8]) {
-    let mut stderr = io::stderr().lock();
-    let _ = stderr.write_all(for_terminal(line).as_bytes());
-    let _ = stderr.write_all(b"\n");
+    crate::report::remote(line);
 }

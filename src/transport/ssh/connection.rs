@@ -111,9 +111,7 @@ impl client::Handler for Client {
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
         if !self.log.quiet() {
-            use std::io::Write;
-            let text = crate::escape::for_terminal(banner.trim_end_matches('\n').as_bytes());
-            let _ = writeln!(std::io::stderr().lock(), "{text}");
+            crate::report::remote(banner.as_bytes());
         }
         Ok(())
     }

@@ -1,7 +1,6 @@
 //! Deciding whether to trust the server's host key, with OpenSSH's rules
 //! and OpenSSH's words (StrictHostKeyChecking yes, ask, accept-new, no).
 
-use std::io::Write;
 use std::path::PathBuf;
 
 use russh::keys::PublicKeyOrCertificate;
@@ -240,6 +239,5 @@ fn refused() -> Verdict {
 
 /// ssh's own lines, printed as ssh prints them (no `rscp:` prefix).
 fn say(text: &str) {
-    let mut stderr = std::io::stderr().lock();
-    let _ = writeln!(stderr, "{text}");
+    crate::report::notice(text);
 }

@@ -1,7 +1,6 @@
 //! ssh-style diagnostics on stderr (`debug1: ...`), by LogLevel.
 
 use crate::config::LogLevel;
-use crate::escape::for_terminal;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Log {
@@ -20,14 +19,12 @@ impl Log {
 
     fn at(&self, level: LogLevel, text: &str) {
         if self.level >= level {
-            use std::io::Write;
             let tag = match level {
-                LogLevel::Debug1 => "debug1",
-                LogLevel::Debug2 => "debug2",
-                _ => "debug3",
+                LogLevel::Debug1 => "debug1: ",
+                LogLevel::Debug2 => "debug2: ",
+                _ => "debug3: ",
             };
-            let mut stderr = std::io::stderr().lock();
-            let _ = writeln!(stderr, "{tag}: {}", for_terminal(text.as_bytes()));
+            crate::report::debug(tag, text.as_bytes());
         }
     }
 }

@@ -23,9 +23,15 @@ pub enum Kind {
 
 const DEFAULT_ASKPASS: &str = "/usr/bin/ssh-askpass";
 
-/// Asks `prompt`; `None` when no answer can be had (no terminal and no
-/// askpass, or the user cancelled the askpass dialog).
+/// Asks `prompt` (escaped already, if it came from the network); `None`
+/// when no answer can be had (no terminal and no askpass, or the user
+/// cancelled the askpass dialog). The progress meter is off the screen
+/// meanwhile.
 pub fn ask(prompt: &str, kind: Kind) -> Option<String> {
+    crate::report::while_asking(|| ask_now(prompt, kind))
+}
+
+fn ask_now(prompt: &str, kind: Kind) -> Option<String> {
     let display = ["DISPLAY", "WAYLAND_DISPLAY"]
         .iter()
         .any(|v| std::env::var_os(v).is_some_and(|s| !s.is_empty()));
