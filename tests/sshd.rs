@@ -541,3 +541,51 @@ fn bandwidth_limit_paces_both_directions() {
         "download took {took:?}"
     );
 }
+
+/// A target that cannot seek (a pipe, a FIFO) is written in order, as scp
+/// writes it; with -p its mode and times are left alone.
+#[test]
+fn downloads_into_pipes_and_fifos() {
+    let Some(sshd) = Sshd::start() else { return };
+    let work = tempfile::tempdir().unwrap();
+    // Several chunks, and runs of zeros (which a new file would skip).
+    let mut data = pattern(3 * 256 * 1024 + 77, 21);
+    data[300_000..600_000].fill(0);
+    write(work.path().join("f"), &data);
+    chmod(work.path().join("f"), 0o600);
+
+    let piped = run(sshd
+        .rscp()
+        .arg(sshd.remote(work.path().join("f")))
+        .arg("/dev/stdout"));
+    assert_success(&piped);
+    assert_eq!(stderr(&piped), "");
+    assert!(
+        piped.stdout == data,
+        "{} bytes on stdout",
+        piped.stdout.len()
+    );
+
+    let fifo = work.path().join("fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    chmod(&fifo, 0o640);
+    for flags in [&[][..], &["-p"][..]] {
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || fs::read(fifo).unwrap())
+        };
+        let out = run(sshd
+            .rscp()
+            .args(flags)
+            .arg(sshd.remote(work.path().join("f")))
+            .arg(&fifo));
+        assert_success(&out);
+        assert_eq!(stderr(&out), "");
+        assert!(reader.join().unwrap() == data, "{flags:?}");
+        assert_eq!(mode(&fifo), 0o640, "{flags:?}");
+    }
+}

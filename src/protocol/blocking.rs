@@ -153,6 +153,21 @@ pub(crate) fn write_at(
     })
 }
 
+/// Writes `buf[..len]` where the file is now: for what cannot seek (a
+/// pipe, a FIFO, a terminal), written in order, one write at a time.
+pub(crate) fn write_next(
+    mode: Mode,
+    file: Arc<File>,
+    buf: Vec<u8>,
+    len: usize,
+) -> Pending<Vec<u8>> {
+    run(mode, move || {
+        use std::io::Write;
+        let result = (&*file).write_all(&buf[..len]).map(|()| len);
+        (buf, result)
+    })
+}
+
 /// A finished "read" of zeros, for the padding after a failed read.
 pub(crate) fn zeros<B: Buffer>(mut buf: B) -> Pending<B> {
     buf.as_mut().fill(0);

@@ -203,21 +203,27 @@ where
             Ok(file) => Arc::new(file),
             Err(e) => return self.reject(&format!("{shown}: {}", io_reason(&e))).await,
         };
+        // A pipe, FIFO or terminal is written in order; its mode and times
+        // are not the peer's to set.
+        let regular = file.metadata().is_ok_and(|m| m.is_file());
         self.wire.send_ok().await?;
 
         self.events.file_started(name, size);
-        let received = self.receive_data(&file, size, existing.is_none()).await;
+        let received = self
+            .receive_data(&file, size, existing.is_none(), regular)
+            .await;
         self.events.file_finished();
         // The first problem is the one reported, as scp does.
         let mut problem = received?.map(|why| format!("{shown}: {why}"));
         let write_failed = problem.is_some();
         if !write_failed
-            && existing.as_ref().is_none_or(fs::Metadata::is_file)
+            && regular
             && let Err(e) = file.set_len(size)
         {
             problem.get_or_insert(format!("{shown}: truncate: {}", io_reason(&e)));
         }
         if self.options.preserve
+            && regular
             && let Err(e) = file.set_permissions(Permissions::from_mode(mode & ALL_MODE_BITS))
         {
             problem.get_or_insert(format!("{shown}: set mode: {}", io_reason(&e)));
@@ -237,6 +243,7 @@ where
         }
         if let Some(times) = times
             && !write_failed
+            && regular
             && let Err(e) = set_file_times(&file, times)
         {
             problem.get_or_insert(format!("{shown}: set times: {}", io_reason(&e)));
@@ -249,15 +256,22 @@ where
     }
 
     /// Reads `size` bytes of data and writes them to `file`, one chunk on
-    /// the disk while the next comes off the wire. After a write error the
-    /// rest is still read, to stay in step; its reason is returned.
+    /// the disk while the next comes off the wire (at its offset in a
+    /// `regular` file, else in order). After a write error the rest is
+    /// still read, to stay in step; its reason is returned.
     async fn receive_data(
         &mut self,
         file: &Arc<File>,
         size: u64,
         new_file: bool,
+        regular: bool,
     ) -> Result<Option<String>, SessionError> {
-        let mode = blocking::Mode::for_file(file, size);
+        // What cannot seek may also block (a full pipe): never in place.
+        let mode = if regular {
+            blocking::Mode::for_file(file, size)
+        } else {
+            blocking::Mode::Background
+        };
         let mut in_flight: Option<blocking::Pending<Vec<u8>>> = None;
         let mut failure: Option<String> = None;
         let mut offset = 0u64;
@@ -284,8 +298,10 @@ where
             let skip = failure.is_some() || (new_file && buf[..len] == ZEROS[..len]);
             if skip {
                 self.buffers.push(buf);
-            } else {
+            } else if regular {
                 in_flight = Some(blocking::write_at(mode, file.clone(), buf, len, offset));
+            } else {
+                in_flight = Some(blocking::write_next(mode, file.clone(), buf, len));
             }
             offset += len as u64;
         }
