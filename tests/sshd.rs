@@ -589,3 +589,56 @@ fn downloads_into_pipes_and_fifos() {
         assert_eq!(mode(&fifo), 0o640, "{flags:?}");
     }
 }
+
+/// A local name with a newline cannot go into a record as it is: it goes
+/// encoded, the same name OpenSSH's scp -O makes of it (checked side by
+/// side), never cut at the newline (which desynchronised and hung).
+#[test]
+fn names_with_a_newline_arrive_as_openssh_sends_them() {
+    use std::os::unix::ffi::OsStrExt;
+    let Some(sshd) = Sshd::start() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let names: [&[u8]; 3] = [b"a\nb", b"x\\y\nz", b"caf\xe9\nx"];
+    let local = work.path().join("local");
+    for name in names {
+        write(local.join(std::ffi::OsStr::from_bytes(name)), name);
+    }
+    let by_rscp = work.path().join("by-rscp");
+    let by_scp = work.path().join("by-scp");
+    for dir in [&by_rscp, &by_scp] {
+        fs::create_dir(dir).unwrap();
+    }
+    let sources: Vec<_> = names
+        .iter()
+        .map(|n| local.join(std::ffi::OsStr::from_bytes(n)))
+        .collect();
+    let up = run(sshd
+        .rscp()
+        .arg("-oServerAliveInterval=1")
+        .args(&sources)
+        .arg(sshd.remote(&by_rscp)));
+    assert_success(&up);
+    let up = run(sshd.openssh_scp().args(&sources).arg(sshd.remote(&by_scp)));
+    assert_success(&up);
+    assert_eq!(listing(&by_rscp), listing(&by_scp));
+    assert_eq!(
+        listing(&by_rscp),
+        [
+            std::path::PathBuf::from("a\\^Jb"),
+            std::path::PathBuf::from(std::ffi::OsStr::from_bytes(b"caf\\M-i\\^Jx")),
+            std::path::PathBuf::from("x\\\\y\\^Jz"),
+        ]
+    );
+    assert_eq!(fs::read(by_rscp.join("a\\^Jb")).unwrap(), b"a\nb");
+
+    // A directory too (OpenSSH cannot open it once it has encoded the name).
+    let tree = work.path().join("tree");
+    write(tree.join("d\nir/f"), b"inside");
+    let up = run(sshd
+        .rscp()
+        .arg("-r")
+        .arg(tree.join("d\nir"))
+        .arg(sshd.remote(&by_rscp)));
+    assert_success(&up);
+    assert_eq!(fs::read(by_rscp.join("d\\^Jir/f")).unwrap(), b"inside");
+}

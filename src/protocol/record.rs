@@ -129,16 +129,57 @@ fn decimal(s: &[u8]) -> Option<u64> {
 
 pub fn file_line(mode: u32, size: u64, name: &[u8]) -> Vec<u8> {
     let mut line = format!("C{:04o} {} ", mode & MODE_MASK, size).into_bytes();
-    line.extend_from_slice(name);
-    line.push(b'\n');
+    push_name(&mut line, name);
     line
 }
 
 pub fn directory_line(mode: u32, name: &[u8]) -> Vec<u8> {
     let mut line = format!("D{:04o} 0 ", mode & MODE_MASK).into_bytes();
-    line.extend_from_slice(name);
-    line.push(b'\n');
+    push_name(&mut line, name);
     line
+}
+
+/// A name and the newline that ends its record. A name with a newline in
+/// it cannot go into a line as it is: it goes encoded as OpenSSH's scp
+/// encodes it (`strnvis` with `VIS_NL`: `a\^Jb`), never cut.
+fn push_name(line: &mut Vec<u8>, name: &[u8]) {
+    if name.contains(&b'\n') {
+        for &byte in name {
+            push_visible(line, byte);
+        }
+    } else {
+        line.extend_from_slice(name);
+    }
+    line.push(b'\n');
+}
+
+/// One byte as OpenBSD's `vis` shows it in its default style, with the
+/// newline not visible: graphic ASCII, space and tab as they are (a
+/// backslash doubled); others as `\^X`, `\M-x`, `\M^X`, or `\240`.
+fn push_visible(out: &mut Vec<u8>, byte: u8) {
+    if byte.is_ascii_graphic() || byte == b' ' || byte == b'\t' {
+        if byte == b'\\' {
+            out.push(b'\\');
+        }
+        out.push(byte);
+        return;
+    }
+    out.push(b'\\');
+    if byte == 0xa0 {
+        out.extend_from_slice(b"240");
+        return;
+    }
+    let low = byte & 0x7f;
+    if byte & 0x80 != 0 {
+        out.push(b'M');
+    }
+    if low.is_ascii_control() {
+        out.push(b'^');
+        out.push(if low == 0x7f { b'?' } else { low + b'@' });
+    } else {
+        out.push(b'-');
+        out.push(low);
+    }
 }
 
 /// Negative times (before 1970) are sent as 0, as scp does.
@@ -249,5 +290,26 @@ mod tests {
         assert_eq!(file_line(0o4755, 1, b"s"), b"C4755 1 s\n");
         assert_eq!(directory_line(0o40755, b"d"), b"D0755 0 d\n");
         assert_eq!(times_line(5, -3), b"T5 0 0 0\n");
+    }
+
+    #[test]
+    fn names_with_a_newline_go_encoded_as_openssh_sends_them() {
+        // What OpenSSH 9.2's scp -O made of these names, run here.
+        let cases: &[(&[u8], &[u8])] = &[
+            (b"a\nb", b"a\\^Jb"),
+            (b"x\\y\nz", b"x\\\\y\\^Jz"),
+            (b"t\tq\nr", b"t\tq\\^Jr"),
+            (b"caf\xe9\nx", b"caf\\M-i\\^Jx"),
+            (b"\x01\x7f\x81\xff\xa0 \n", b"\\^A\\^?\\M^A\\M^?\\240 \\^J"),
+        ];
+        for (name, sent) in cases {
+            let mut expected = b"C0644 1 ".to_vec();
+            expected.extend_from_slice(sent);
+            expected.push(b'\n');
+            assert_eq!(file_line(0o644, 1, name), expected);
+            assert_eq!(parse(&expected[..expected.len() - 1]).map(|_| ()), Ok(()));
+        }
+        // Without a newline, a name goes as it is.
+        assert_eq!(directory_line(0o755, b"a\\b\xe9"), b"D0755 0 a\\b\xe9\n");
     }
 }
