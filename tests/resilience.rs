@@ -254,3 +254,34 @@ fn sigterm_during_a_stalled_upload_ends_it_within_a_second() {
         killpg(Pid::from_raw(group), None).is_err()
     });
 }
+
+/// A remote scp that exits (status 0) in the middle of an upload: the
+/// data still to go waits for window space that will never come. The end
+/// of the channel ends the session with an error, never a wait.
+#[test]
+fn a_remote_scp_that_exits_mid_upload_ends_the_session() {
+    let Some(sshd) = Sshd::start_prepared("ForceCommand @DIR@/quitter", |dir| {
+        let script = dir.join("quitter");
+        fs::write(
+            &script,
+            "#!/bin/sh\n\
+             printf '\\0'\n\
+             IFS= read -r record\n\
+             printf '\\0'\n\
+             head -c 1000000 >/dev/null\n\
+             exit 0\n",
+        )
+        .unwrap();
+        chmod(&script, 0o755);
+    }) else {
+        return;
+    };
+    let home = Home::for_sshd(&sshd, "");
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("big");
+    big_sparse(&source);
+    let mut child = upload_in_background(&home, &source, &work.path().join("copy"));
+    let (code, err) = exit_within(&mut child, Duration::from_secs(20));
+    assert_eq!(code, Some(1));
+    assert_eq!(err, "rscp: lost connection\n");
+}

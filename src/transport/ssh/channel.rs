@@ -2,52 +2,53 @@
 //!
 //! Writes become owned `Bytes` sent with `data_bytes`, which russh cuts
 //! into packets without copying (its `AsyncWrite` path copies into 8 KiB
-//! pieces). Reads come from `wait()`: data is handed over, the remote
-//! stderr is relayed to ours with control characters escaped, and the
-//! exit status is kept. When the engine drops the reader, the read half
-//! goes to the [`Completion`] so that it can go on reading until the exit
-//! status arrives (a reader that stops at end of data would lose it).
+//! pieces). Everything the server sends on the channel is taken off
+//! russh's queue at once by a pump task: data goes on to the engine's
+//! reader, the remote stderr to ours (escaped) as it comes, and how the
+//! remote command ended is kept for the [`ChannelCompletion`]. Left
+//! unread, russh's queue fills (with window notices during an upload) and
+//! then stops the whole session, so nothing else may leave it to the
+//! engine to read.
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use bytes::Bytes;
 use russh::client::Msg;
 use russh::{ChannelMsg, ChannelReadHalf, ChannelWriteHalf};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{mpsc, watch};
 
 use crate::protocol::DataWrite;
 
-type WaitFuture = Pin<Box<dyn Future<Output = (ChannelReadHalf, Option<ChannelMsg>)> + Send>>;
 type SendFuture = Pin<Box<dyn Future<Output = Result<(), russh::Error>> + Send>>;
 
-/// How the remote command ended.
-#[derive(Debug, Default)]
+/// Data messages held for the engine beyond russh's own queue: with it,
+/// enough to keep a download moving while the engine writes to the disk.
+const DATA_QUEUE: usize = 16;
+
+/// How long the remote's last words (stderr) may follow its exit status.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// What is known of the remote side of the channel.
+#[derive(Debug, Default, Clone)]
 struct Ending {
     exit_status: Option<u32>,
     exit_signal: Option<String>,
+    /// The remote side sent EOF or closed: it will read nothing more.
+    remote_done: bool,
+    /// The channel (or the connection) is gone.
+    closed: bool,
 }
 
-/// The read side: data for the engine, stderr to ours.
+/// The read side: the data the remote command writes.
 pub struct ChannelReader {
-    half: Option<ChannelReadHalf>,
-    waiting: Option<WaitFuture>,
+    data: mpsc::Receiver<Bytes>,
     pending: Bytes,
-    stderr: StderrRelay,
-    ending: Ending,
-    at_end: bool,
-    give_back: Option<oneshot::Sender<Leftover>>,
-}
-
-/// What the reader hands to the completion when it is dropped.
-pub struct Leftover {
-    half: Option<ChannelReadHalf>,
-    stderr: StderrRelay,
-    ending: Ending,
 }
 
 /// The write side.
@@ -55,58 +56,85 @@ pub struct ChannelWriter {
     half: Arc<ChannelWriteHalf<Msg>>,
     sending: Option<SendFuture>,
     closed: bool,
+    /// Set when the connection is gone.
     ended: watch::Receiver<bool>,
+    ending: watch::Receiver<Ending>,
 }
 
-/// Collects the end of the remote command once the engine is done.
+/// Learns how the remote command ended, once the engine is done.
 pub struct ChannelCompletion {
-    leftover: oneshot::Receiver<Leftover>,
+    ending: watch::Receiver<Ending>,
     half: Arc<ChannelWriteHalf<Msg>>,
 }
 
-/// Resolves when the session is over.
-async fn session_ended(mut ended: watch::Receiver<bool>) {
-    let _ = ended.wait_for(|&over| over).await;
-}
-
-/// Splits an open exec channel into the engine's pipe and its completion.
-/// `ended` says when the connection is gone: a write waiting for window
-/// space from a dead peer would otherwise wait forever.
+/// Splits an open exec channel into the engine's pipe and its completion,
+/// and starts the pump that empties russh's queue. `ended` says when the
+/// connection is gone: a write waiting for window space from a dead peer
+/// would otherwise wait forever.
 pub fn split(
     channel: russh::Channel<Msg>,
     ended: watch::Receiver<bool>,
 ) -> (ChannelReader, ChannelWriter, ChannelCompletion) {
     let (read, write) = channel.split();
     let write = Arc::new(write);
-    let (give_back, leftover) = oneshot::channel();
+    let (data_sender, data) = mpsc::channel(DATA_QUEUE);
+    let (ending_sender, ending) = watch::channel(Ending::default());
+    tokio::spawn(pump(read, data_sender, ending_sender));
     (
         ChannelReader {
-            half: Some(read),
-            waiting: None,
+            data,
             pending: Bytes::new(),
-            stderr: StderrRelay::default(),
-            ending: Ending::default(),
-            at_end: false,
-            give_back: Some(give_back),
         },
         ChannelWriter {
             half: write.clone(),
             sending: None,
             closed: false,
             ended,
+            ending: ending.clone(),
         },
         ChannelCompletion {
-            leftover,
+            ending,
             half: write,
         },
     )
 }
 
-fn wait(mut half: ChannelReadHalf) -> WaitFuture {
-    Box::pin(async move {
-        let message = half.wait().await;
-        (half, message)
-    })
+/// Takes every message off the channel until it closes (or the session
+/// ends). Data waits for the engine (that wait is the flow control); once
+/// the engine has let go of its reader, data is dropped.
+async fn pump(mut half: ChannelReadHalf, data: mpsc::Sender<Bytes>, ending: watch::Sender<Ending>) {
+    let mut data = Some(data);
+    let mut stderr = StderrRelay::default();
+    loop {
+        match half.wait().await {
+            Some(ChannelMsg::Data { data: bytes }) => {
+                if let Some(sender) = &data
+                    && sender.send(bytes).await.is_err()
+                {
+                    data = None;
+                }
+            }
+            Some(ChannelMsg::ExtendedData { data, ext: 1 }) => stderr.push(&data),
+            Some(ChannelMsg::ExitStatus { exit_status }) => {
+                ending.send_modify(|e| e.exit_status = Some(exit_status));
+            }
+            Some(ChannelMsg::ExitSignal { signal_name, .. }) => {
+                ending.send_modify(|e| e.exit_signal = Some(format!("{signal_name:?}")));
+            }
+            Some(ChannelMsg::Eof) => {
+                // The engine's reader sees the end of the data.
+                data = None;
+                ending.send_modify(|e| e.remote_done = true);
+            }
+            Some(ChannelMsg::Close) | None => break,
+            Some(_) => {}
+        }
+    }
+    stderr.flush();
+    ending.send_modify(|e| {
+        e.remote_done = true;
+        e.closed = true;
+    });
 }
 
 impl AsyncRead for ChannelReader {
@@ -116,74 +144,16 @@ impl AsyncRead for ChannelReader {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        loop {
-            if !this.pending.is_empty() {
-                let n = this.pending.len().min(buf.remaining());
-                buf.put_slice(&this.pending.split_to(n));
-                return Poll::Ready(Ok(()));
-            }
-            if this.at_end {
-                return Poll::Ready(Ok(()));
-            }
-            if this.waiting.is_none() {
-                match this.half.take() {
-                    Some(half) => this.waiting = Some(wait(half)),
-                    None => return Poll::Ready(Ok(())),
-                }
-            }
-            let Some(waiting) = this.waiting.as_mut() else {
-                return Poll::Ready(Ok(()));
-            };
-            let (half, message) = ready!(waiting.as_mut().poll(cx));
-            this.waiting = None;
-            this.half = Some(half);
-            match message {
-                Some(ChannelMsg::Data { data }) => this.pending = data,
-                Some(other) => {
-                    if handle_other(other, &mut this.stderr, &mut this.ending) {
-                        this.at_end = true;
-                    }
-                }
-                None => {
-                    this.at_end = true;
-                    this.half = None;
-                }
+        if this.pending.is_empty() {
+            match ready!(this.data.poll_recv(cx)) {
+                Some(bytes) => this.pending = bytes,
+                // The end of the data: nothing is put in `buf`.
+                None => return Poll::Ready(Ok(())),
             }
         }
-    }
-}
-
-/// Everything but data. True at the end of the data (EOF or close).
-fn handle_other(message: ChannelMsg, stderr: &mut StderrRelay, ending: &mut Ending) -> bool {
-    match message {
-        ChannelMsg::ExtendedData { data, ext: 1 } => stderr.push(&data),
-        ChannelMsg::ExitStatus { exit_status } => ending.exit_status = Some(exit_status),
-        ChannelMsg::ExitSignal { signal_name, .. } => {
-            ending.exit_signal = Some(format!("{signal_name:?}"))
-        }
-        ChannelMsg::Eof | ChannelMsg::Close => return true,
-        _ => {}
-    }
-    false
-}
-
-impl Drop for ChannelReader {
-    fn drop(&mut self) {
-        if let Some(give_back) = self.give_back.take() {
-            // A wait in progress holds the read half; dropping it loses at
-            // most the message it was waiting for, which is the reason to
-            // hand over only between messages.
-            let half = if self.waiting.is_some() {
-                None
-            } else {
-                self.half.take()
-            };
-            let _ = give_back.send(Leftover {
-                half,
-                stderr: std::mem::take(&mut self.stderr),
-                ending: std::mem::take(&mut self.ending),
-            });
-        }
+        let n = this.pending.len().min(buf.remaining());
+        buf.put_slice(&this.pending.split_to(n));
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -245,41 +215,36 @@ impl ChannelWriter {
     /// The flush after this waits for russh to take `data`.
     fn start_sending(&mut self, data: Bytes) {
         let half = self.half.clone();
-        let ended = self.ended.clone();
+        let mut ended = self.ended.clone();
+        let mut ending = self.ending.clone();
         self.sending = Some(Box::pin(async move {
+            // What can go now goes; what waits for window space gives up
+            // once the connection, or the remote side of the channel, is
+            // gone (a remote scp that exited reads nothing more).
             tokio::select! {
+                biased;
                 sent = half.data_bytes(data) => sent,
-                () = session_ended(ended) => Err(russh::Error::Disconnect),
+                _ = ended.wait_for(|&over| over) => Err(russh::Error::Disconnect),
+                _ = ending.wait_for(|e| e.remote_done) => Err(russh::Error::Disconnect),
             }
         }));
     }
 }
 
 impl ChannelCompletion {
-    /// Reads on until the remote command's exit status (or the channel's
-    /// end) and reports how it ended.
-    /// (Reads end by themselves when the session goes: russh drops the
-    /// channel's queue then.)
-    pub async fn wait(self) -> Result<(), String> {
+    /// Waits for the remote command's exit status (or the channel's end)
+    /// and reports how it ended. Reads end by themselves when the session
+    /// goes: russh drops the channel's queue then.
+    pub async fn wait(mut self) -> Result<(), String> {
         // Our side is done: the remote scp may be waiting for end of input.
         let _ = self.half.eof().await;
-        let Ok(mut leftover) = self.leftover.await else {
-            return Err("the channel was lost".into());
-        };
-        if let Some(mut half) = leftover.half.take() {
-            while leftover.ending.exit_status.is_none() && leftover.ending.exit_signal.is_none() {
-                match half.wait().await {
-                    Some(ChannelMsg::Close) | None => break,
-                    Some(ChannelMsg::Data { .. }) => {}
-                    Some(other) => {
-                        handle_other(other, &mut leftover.stderr, &mut leftover.ending);
-                    }
-                }
-            }
-        }
-        leftover.stderr.flush();
+        let known = |e: &Ending| e.exit_status.is_some() || e.exit_signal.is_some() || e.closed;
+        let _ = self.ending.wait_for(known).await;
+        // Its last stderr may follow the status; the close says it is all.
+        let _ = tokio::time::timeout(CLOSE_GRACE, self.ending.wait_for(|e| e.closed)).await;
         let _ = self.half.close().await;
-        match (leftover.ending.exit_status, leftover.ending.exit_signal) {
+        let ending = self.ending.borrow().clone();
+        match (ending.exit_status, ending.exit_signal) {
             (Some(0), _) => Ok(()),
             (Some(code), _) => Err(format!("remote command exited with status {code}")),
             (None, Some(signal)) => Err(format!("remote command killed by signal {signal}")),
@@ -307,24 +272,18 @@ impl StderrRelay {
         self.partial.extend_from_slice(data);
         while let Some(newline) = self.partial.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = self.partial.drain(..=newline).collect();
-            // A CR before the newline ends the line too (remote logs use CRLF).
-            let text = &line[..line.len() - 1];
-            write_stderr(text.strip_suffix(b"\r").unwrap_or(text));
+            crate::report::remote(&line);
         }
         if self.partial.len() > STDERR_LINE_LIMIT {
             let piece = std::mem::take(&mut self.partial);
-            write_stderr(&piece);
+            crate::report::remote(&piece);
         }
     }
 
     fn flush(&mut self) {
         if !self.partial.is_empty() {
             let piece = std::mem::take(&mut self.partial);
-            write_stderr(&piece);
+            crate::report::remote(&piece);
         }
     }
-}
-
-fn write_stderr(line: &[u8]) {
-    crate::report::remote(line);
 }
