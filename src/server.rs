@@ -35,11 +35,13 @@ pub async fn run(invocation: &Invocation, events: &dyn Events, umask: u32) -> bo
                 limit: None,
             };
             let mut source = Source::new(stdin, stdout, options, events);
-            if source.start().await.is_err() {
+            if let Err(error) = source.start().await {
+                source.abort(&error).await;
                 return false;
             }
             for path in &invocation.operands {
-                if source.send(Path::new(path)).await.is_err() {
+                if let Err(error) = source.send(Path::new(path)).await {
+                    source.abort(&error).await;
                     return false;
                 }
             }

@@ -719,3 +719,31 @@ fn hostile_names_through_the_binary_exit_1_with_nothing_outside() {
     assert!(!work.path().join("escaped").exists());
     assert!(listing(&work.path().join("target")).is_empty());
 }
+
+/// `rscp -f` as a server ends a broken session by telling its peer why
+/// (its stderr is not the user's to read).
+#[test]
+fn a_server_source_tells_its_peer_why_it_stops() {
+    use std::io::Write;
+    let work = tempfile::tempdir().unwrap();
+    write(work.path().join("f"), b"hello");
+    let mut child = rscp()
+        .arg("-f")
+        .arg(work.path().join("f"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The go-ahead and a second byte with it: a reply to nothing.
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"\0\0").unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert_exit(&out, 1);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "\x02rscp: protocol error: more than one reply to one request\n"
+    );
+    assert_eq!(stderr(&out), "");
+}

@@ -186,3 +186,64 @@ fn on_the_origin_host_a_target_port_is_refused() {
         "rscp: target port not supported with two remote hosts and the -R option\n"
     );
 }
+
+/// rscp at both ends, in every direction (up, down, and through this host
+/// with -3), with and without -r and -p.
+#[test]
+fn rscp_to_rscp_in_every_direction() {
+    let Some(sshd) = Sshd::start_with_rscp_as_scp() else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let tree = tree_in(work.path());
+    // The far side is rscp: its messages say so.
+    let missing = work.path().join("missing");
+    let out = run(sshd.rscp().arg(sshd.remote(&missing)).arg(work.path()));
+    assert_exit(&out, 1);
+    assert_eq!(
+        stderr(&out),
+        format!("rscp: {}: No such file or directory\n", missing.display())
+    );
+    for flags in [&[][..], &["-p"], &["-r"], &["-rp"]] {
+        let recursive = flags.iter().any(|f| f.contains('r'));
+        let preserve = flags.iter().any(|f| f.contains('p'));
+        let source = if recursive {
+            tree.clone()
+        } else {
+            tree.join("a.txt")
+        };
+        let tag = flags.concat();
+        let up = work.path().join(format!("up{tag}"));
+        let down = work.path().join(format!("down{tag}"));
+        let across = work.path().join(format!("across{tag}"));
+        let copies = [
+            ("up", source.display().to_string(), sshd.remote(&up), &up),
+            (
+                "down",
+                sshd.remote(&source),
+                down.display().to_string(),
+                &down,
+            ),
+            ("-3", sshd.remote(&source), sshd.remote(&across), &across),
+        ];
+        for (way, from, to, copy) in copies {
+            let mut command = sshd.rscp();
+            if way == "-3" {
+                command.arg("-3");
+            }
+            let out = run(command.args(flags).arg(&from).arg(&to));
+            assert_success(&out);
+            assert_eq!(stderr(&out), "", "{way} {flags:?}");
+            if recursive {
+                assert_same_tree(&source, copy);
+            } else {
+                assert_eq!(fs::read(copy).unwrap(), fs::read(&source).unwrap());
+            }
+            if preserve && recursive {
+                assert_same_metadata(&source, copy, true);
+            } else if preserve {
+                assert_eq!((mode(copy), mtime(copy)), (mode(&source), mtime(&source)));
+            }
+        }
+    }
+}

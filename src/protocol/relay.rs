@@ -72,12 +72,13 @@ where
     }
 
     async fn relay(&mut self) -> Result<(), SessionError> {
-        // The destination's go-ahead first: if it refuses (say, -d with a
-        // target that is not a directory) the origin is never started.
+        // The destination's go-ahead first, passed on as the origin's: if
+        // it refuses (say, -d with a target that is not a directory) the
+        // origin is never started. (One go-ahead: a second would be taken
+        // for the reply to the first record.)
         if !self.pass_reply().await? {
             return Err(SessionError::PeerFailed);
         }
-        self.from.send_ok().await?;
         let mut depth = 0usize;
         let mut pending_times = false;
         let mut first = true;

@@ -117,6 +117,16 @@ where
         Ok(Summary { errors })
     }
 
+    /// Tells the peer why the session ends, for a server (whose only
+    /// audience is its peer): a protocol error goes as a fatal message.
+    pub async fn abort(&mut self, error: &SessionError) {
+        if let SessionError::Protocol(_) = error
+            && let Some(message) = error.message()
+        {
+            self.wire.send_fatal(&message).await;
+        }
+    }
+
     /// The counts so far, for a server that ends by exiting.
     pub fn summary(&self) -> Summary {
         Summary {

@@ -123,6 +123,16 @@ impl Sshd {
         panic!("sshd did not start; its log:\n{log}");
     }
 
+    /// One whose sessions find rscp first on PATH under the name `scp`, as
+    /// on a server that has rscp installed as its scp.
+    pub fn start_with_rscp_as_scp() -> Option<Sshd> {
+        Sshd::start_prepared("SetEnv PATH=@DIR@/bin:/usr/bin:/bin", |dir| {
+            let bin = dir.join("bin");
+            fs::create_dir_all(&bin).expect("bin dir");
+            std::os::unix::fs::symlink(rscp_path(), bin.join("scp")).expect("scp symlink");
+        })
+    }
+
     /// The client config to pass with `-F`.
     pub fn ssh_config(&self) -> PathBuf {
         self.dir.path().join("ssh_config")
