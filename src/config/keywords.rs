@@ -274,8 +274,7 @@ fn parse(keyword: Keyword, args: &[String], rest: &str) -> Result<Value, String>
         // A path or variable instead of yes/no names an agent to forward.
         K::ForwardAgent => Value::Flag(flag(one()?).unwrap_or(true)),
         K::NumberOfPasswordPrompts | K::ConnectionAttempts | K::ServerAliveCountMax => {
-            let text = one()?;
-            Value::Number(text.parse().map_err(|_| format!("Bad number '{text}'."))?)
+            Value::Number(integer(one()?)?)
         }
         K::ConnectTimeout | K::ServerAliveInterval => {
             let text = one()?;
@@ -338,8 +337,32 @@ fn flag(text: &str) -> Result<bool, String> {
     }
 }
 
-/// ssh's time format: seconds, or numbers with s/m/h/d/w units ("1h30m").
+/// ssh's integers (`strtonum` from 0 to INT_MAX), with its words.
+fn integer(text: &str) -> Result<u32, String> {
+    let digits = text.trim_start();
+    let (negative, digits) = match digits.as_bytes().first() {
+        Some(b'-') => (true, &digits[1..]),
+        Some(b'+') => (false, &digits[1..]),
+        _ => (false, digits),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("integer value invalid.".into());
+    }
+    let zero = digits.bytes().all(|b| b == b'0');
+    if negative && !zero {
+        return Err("integer value too small.".into());
+    }
+    digits
+        .parse::<u32>()
+        .ok()
+        .filter(|&n| n <= i32::MAX as u32)
+        .ok_or_else(|| "integer value too large.".into())
+}
+
+/// ssh's time format: seconds, or numbers with s/m/h/d/w units ("1h30m"),
+/// at most INT_MAX seconds in all (as ssh's `convtime`).
 fn time(text: &str) -> Option<Duration> {
+    const MOST: u64 = i32::MAX as u64;
     let mut total = 0u64;
     let mut number = String::new();
     for c in text.chars() {
@@ -361,7 +384,7 @@ fn time(text: &str) -> Option<Duration> {
     if !number.is_empty() {
         total = total.checked_add(number.parse().ok()?)?;
     }
-    (!text.is_empty()).then_some(Duration::from_secs(total))
+    (!text.is_empty() && total <= MOST).then_some(Duration::from_secs(total))
 }
 
 /// The values obtained so far; `None` is "not set yet".
@@ -499,6 +522,34 @@ mod tests {
         assert_eq!(time("2w"), Some(Duration::from_secs(1_209_600)));
         assert_eq!(time("5x"), None);
         assert_eq!(time(""), None);
+        // ssh's limit is INT_MAX seconds (checked with ssh -G here).
+        assert_eq!(time("2147483647"), Some(Duration::from_secs(2_147_483_647)));
+        assert_eq!(time("35791394m"), Some(Duration::from_secs(2_147_483_640)));
+        assert_eq!(time("2147483648"), None);
+        assert_eq!(time("35791395m"), None);
+        assert_eq!(time("3551w"), None);
+        assert_eq!(time("99999999999999999999999"), None);
+        assert_eq!(time("9999999999999999999w"), None);
+    }
+
+    #[test]
+    fn integers_as_ssh_reads_them() {
+        assert_eq!(integer("5"), Ok(5));
+        assert_eq!(integer(" +5"), Ok(5));
+        assert_eq!(integer("-0"), Ok(0));
+        assert_eq!(integer("2147483647"), Ok(2_147_483_647));
+        assert_eq!(
+            integer("2147483648"),
+            Err("integer value too large.".into())
+        );
+        assert_eq!(
+            integer("99999999999"),
+            Err("integer value too large.".into())
+        );
+        assert_eq!(integer("-1"), Err("integer value too small.".into()));
+        assert_eq!(integer("0x10"), Err("integer value invalid.".into()));
+        assert_eq!(integer("abc"), Err("integer value invalid.".into()));
+        assert_eq!(integer(""), Err("integer value invalid.".into()));
     }
 
     #[test]

@@ -594,7 +594,13 @@ impl Reader<'_> {
             kex_algorithms: raw.kex_algorithms.clone(),
             compression: raw.compression.unwrap_or(false),
             connect_timeout: raw.connect_timeout,
-            connection_attempts: raw.connection_attempts.unwrap_or(1),
+            connection_attempts: match raw.connection_attempts {
+                Some(0) => {
+                    return Err(ConfigError("Invalid number of ConnectionAttempts".into()));
+                }
+                Some(n) => n,
+                None => 1,
+            },
             server_alive_interval: raw.server_alive_interval.filter(|d| !d.is_zero()),
             server_alive_count_max: raw.server_alive_count_max.unwrap_or(3),
             address_family: raw.address_family.unwrap_or(AddressFamily::Any),

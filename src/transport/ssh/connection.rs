@@ -234,7 +234,10 @@ pub fn connect<'a>(
         // the peer is gone (see watchdog.rs).
         let stream: Box<dyn Stream> = match alive_max {
             0 => stream,
-            n => Box::new(WriteWatchdog::new(stream, alive_interval * (n + 1))),
+            n => Box::new(WriteWatchdog::new(
+                stream,
+                alive_interval.saturating_mul(n.saturating_add(1)),
+            )),
         };
         let handshake = async move {
             log.debug1(&format!("Local version string {}", greeting::CLIENT_ID));
