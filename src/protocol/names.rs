@@ -28,7 +28,7 @@ pub struct NameFilter {
     patterns: Vec<Pattern>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Pattern {
     /// The component is an expansion only the remote shell knows: any name.
     Any,
@@ -43,13 +43,13 @@ enum Pattern {
 }
 
 /// A unit of a name: a character, or a byte that is not valid UTF-8.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Symbol {
     Char(char),
     Byte(u8),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Token {
     Literal(Symbol),
     /// `*`
@@ -62,13 +62,13 @@ enum Token {
     Class(Class),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Class {
     negated: bool,
     items: Vec<ClassItem>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum ClassItem {
     One(Symbol),
     Range(char, char),
@@ -100,10 +100,11 @@ impl NameFilter {
     /// The filter for a download of `request` (the remote path as typed).
     pub fn for_request(request: &[u8]) -> NameFilter {
         let mut patterns = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         for word in shell_words(request) {
             for alternative in alternatives(word) {
                 if let Some(pattern) = pattern_for(last_component(&alternative))
-                    && !patterns.contains(&pattern)
+                    && seen.insert(pattern.clone())
                 {
                     patterns.push(pattern);
                 }
@@ -410,30 +411,45 @@ fn unquoted(byte: u8) -> Piece {
 }
 
 /// The first unquoted `{...}` that expands: one with a top-level comma, or
-/// a sequence. Its open and close positions and what it holds.
+/// a sequence. Its open and close positions and what it holds. (Braces are
+/// paired first, in one pass, so that no input costs more than a few passes
+/// over the word.)
 fn find_brace_group(word: &[Piece]) -> Option<(usize, usize, Group)> {
     let special = |i: usize, b: u8| word[i] == unquoted(b);
-    for open in (0..word.len()).filter(|&i| special(i, b'{')) {
-        let mut depth = 0usize;
+    let mut close_of: Vec<Option<usize>> = vec![None; word.len()];
+    let mut opens = Vec::new();
+    for i in 0..word.len() {
+        if special(i, b'{') {
+            opens.push(i);
+        } else if special(i, b'}')
+            && let Some(open) = opens.pop()
+        {
+            close_of[open] = Some(i);
+        }
+    }
+    for open in 0..word.len() {
+        let Some(close) = close_of[open] else {
+            continue;
+        };
         let mut commas = Vec::new();
-        for i in open + 1..word.len() {
-            if special(i, b'{') {
-                depth += 1;
-            } else if special(i, b'}') {
-                if depth > 0 {
-                    depth -= 1;
-                    continue;
+        let mut i = open + 1;
+        while i < close {
+            match close_of[i] {
+                // A nested group: its commas are its own.
+                Some(inner_close) => i = inner_close + 1,
+                None => {
+                    if special(i, b',') {
+                        commas.push(i);
+                    }
+                    i += 1;
                 }
-                if !commas.is_empty() {
-                    return Some((open, i, Group::List(commas)));
-                }
-                if let Some(group) = sequence(&word[open + 1..i]) {
-                    return Some((open, i, group));
-                }
-                break;
-            } else if special(i, b',') && depth == 0 {
-                commas.push(i);
             }
+        }
+        if !commas.is_empty() {
+            return Some((open, close, Group::List(commas)));
+        }
+        if let Some(group) = sequence(&word[open + 1..close]) {
+            return Some((open, close, group));
         }
     }
     None
