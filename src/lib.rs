@@ -8,6 +8,8 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod escape;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod manual;
 pub mod operand;
 pub mod plan;
