@@ -747,3 +747,70 @@ fn a_server_source_tells_its_peer_why_it_stops() {
     );
     assert_eq!(stderr(&out), "");
 }
+
+/// Requests that only the remote shell can fully evaluate, or that name a
+/// directory, against a server that sends `.bashrc` instead: refused by
+/// rscp as by OpenSSH's scp -O (run side by side on the same server).
+#[test]
+fn unrequested_names_are_refused_whatever_the_request_holds() {
+    if !which("scp") {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("CI=true but OpenSSH's scp is not installed");
+        }
+        skip("OpenSSH client not installed");
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let stream = work.path().join("stream");
+    write(&stream, b"C0644 5 .bashrc\nhello\0");
+    let fake = fake_server(work.path(), &stream);
+    let target = work.path().join("target");
+    fs::create_dir(&target).unwrap();
+    for request in [
+        "$HOME/notes.txt",
+        "`pwd`/notes.txt",
+        "$(pwd)/notes.txt",
+        "notes.txt;ls",
+        "notes{1..3}.txt",
+        "'notes.txt'",
+        ".",
+        "..",
+        "",
+        "~",
+    ] {
+        let operand = format!("host:{request}");
+        let ours = run(rscp().arg("-S").arg(&fake).arg(&operand).arg(&target));
+        assert_exit(&ours, 1);
+        assert_eq!(
+            stderr(&ours),
+            "rscp: protocol error: filename does not match request\n",
+            "{request}"
+        );
+        let theirs = run(std::process::Command::new("scp")
+            .arg("-O")
+            .arg("-S")
+            .arg(&fake)
+            .arg(&operand)
+            .arg(&target));
+        assert_exit(&theirs, 1);
+        assert!(
+            stderr(&theirs).contains("filename does not match request"),
+            "{request}: {}",
+            stderr(&theirs)
+        );
+        assert!(listing(&target).is_empty(), "{request}");
+    }
+    // A glob does not bring a hidden file (scp -O takes it: its fnmatch
+    // lets `*` match a leading dot; a README difference).
+    let out = run(rscp().arg("-S").arg(&fake).arg("host:dir/*").arg(&target));
+    assert_exit(&out, 1);
+    assert!(listing(&target).is_empty());
+    // The unquoted expansion is the last component: any name may come.
+    let out = run(rscp()
+        .arg("-S")
+        .arg(&fake)
+        .arg("host:dir/$NAME")
+        .arg(&target));
+    assert_success(&out);
+    assert_eq!(fs::read(target.join(".bashrc")).unwrap(), b"hello");
+}
