@@ -343,8 +343,10 @@ fn signals_end_the_run_and_the_ssh_program() {
         let sent = Instant::now();
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
         let status = child.wait().unwrap();
+        // Not a speed: a run that ignored the signal would wait for the
+        // stalled program for good.
         assert!(
-            sent.elapsed() < Duration::from_secs(1),
+            sent.elapsed() < Duration::from_secs(5),
             "{signal}: took {:?}",
             sent.elapsed()
         );

@@ -375,7 +375,8 @@ fn a_signal_leaves_the_line_and_ends_the_run() {
     });
     let took = sent.unwrap().elapsed();
     assert_eq!(screen.code, 1);
-    assert!(took < Duration::from_secs(2), "took {took:?}");
+    // Not a speed: the upload stalls for good unless the signal ends it.
+    assert!(took < Duration::from_secs(5), "took {took:?}");
     // The meter's line is left as it was, and the screen goes on below it.
     let line = screen
         .lines

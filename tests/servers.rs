@@ -29,7 +29,7 @@ impl Dropbear {
             if std::env::var("CI").is_ok_and(|v| v == "true") {
                 panic!("CI=true but dropbear is not installed");
             }
-            eprintln!("skipping: dropbear not installed");
+            skip("dropbear not installed");
             return None;
         }
         let dir = tempfile::tempdir().unwrap();

@@ -503,13 +503,19 @@ fn a_large_file_round_trips() {
     assert!(fs::read(work.path().join("big.down")).unwrap() == data);
 }
 
+/// -l paces file data both ways. Only a lower bound is asserted: load can
+/// make a copy slower, never faster, so this cannot fail for a busy
+/// machine; the pacer's figures are unit-tested with paused time, and
+/// speed belongs to scripts/bench.
 #[test]
 fn bandwidth_limit_paces_both_directions() {
     let Some(sshd) = Sshd::start() else { return };
     let work = tempfile::tempdir().unwrap();
     let data = pattern(200 * 1024, 17);
     write(work.path().join("f"), &data);
-    // 800 Kbit/s with K = 1024 is 100 KiB/s: 200 KiB take 2 s.
+    // 800 Kbit/s with K = 1024 is 100 KiB/s: 200 KiB take at least 2 s
+    // (less the first piece, which goes at once).
+    let at_least = std::time::Duration::from_millis(1800);
     let timed = |command: &mut std::process::Command| {
         let started = std::time::Instant::now();
         let out = run(command);
@@ -524,10 +530,7 @@ fn bandwidth_limit_paces_both_directions() {
     );
     assert_success(&up);
     assert!(fs::read(work.path().join("up")).unwrap() == data);
-    assert!(
-        took.as_secs_f64() >= 1.8 && took.as_secs_f64() <= 2.4,
-        "upload took {took:?}"
-    );
+    assert!(took >= at_least, "upload took {took:?}");
     let (down, took) = timed(
         sshd.rscp()
             .arg("-l800")
@@ -536,10 +539,7 @@ fn bandwidth_limit_paces_both_directions() {
     );
     assert_success(&down);
     assert!(fs::read(work.path().join("down")).unwrap() == data);
-    assert!(
-        took.as_secs_f64() >= 1.8 && took.as_secs_f64() <= 2.4,
-        "download took {took:?}"
-    );
+    assert!(took >= at_least, "download took {took:?}");
 }
 
 /// A target that cannot seek (a pipe, a FIFO) is written in order, as scp

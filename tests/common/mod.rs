@@ -35,8 +35,18 @@ fn sshd_available() -> bool {
     if std::env::var("CI").is_ok_and(|v| v == "true") {
         panic!("CI=true but OpenSSH (sshd, ssh, ssh-keygen, scp) is not installed");
     }
-    eprintln!("skipping: OpenSSH server or client not installed");
+    skip("OpenSSH server or client not installed");
     false
+}
+
+/// Notes a case skipped for lack of a peer: on stderr, and in a list that
+/// scripts/test sums up at the end (cargo shows no output of passing tests).
+pub fn skip(reason: &str) {
+    eprintln!("skipping: {reason}");
+    let list = Path::new(env!("CARGO_TARGET_TMPDIR")).join("rscp-skipped");
+    if let Ok(mut file) = fs::OpenOptions::new().create(true).append(true).open(list) {
+        let _ = writeln!(file, "{reason}");
+    }
 }
 
 pub fn which(program: &str) -> bool {
@@ -541,7 +551,7 @@ impl TestUser {
             if std::env::var("CI").is_ok_and(|v| v == "true") {
                 panic!("CI=true but not root: cannot create a test user");
             }
-            eprintln!("skipping: creating a test user needs root");
+            skip("creating a test user needs root");
             return None;
         }
         let dir = tempfile::Builder::new()
