@@ -104,8 +104,17 @@ connection per user, host and port for the whole run, and notices a dead
 peer even without ServerAliveInterval (15 seconds by default).
 .IP \(bu 2
 Strict filename checking also checks the top-level name with -r, needs a
-leading dot to be matched explicitly, and understands quotes and blanks
-in the request.
+leading dot to be matched explicitly, understands quotes, blanks, shell
+syntax and {x..y} in the request, and widens the match only for a last
+component that holds $VAR or `cmd`; a request for ., .., ~ or host:
+accepts a directory and no file.
+.IP \(bu 2
+Host and user names with shell syntax on the command line are refused,
+as ssh has refused them since 9.6.
+.IP \(bu 2
+Names with a newline are sent encoded as scp encodes them, directories
+too; downloads into a pipe, FIFO or terminal keep its mode and times
+with -p.
 .IP \(bu 2
 The receiving side is stricter: an end of stream inside a directory, a
 second reply to one request, over-long or malformed records are errors.
