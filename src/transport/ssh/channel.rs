@@ -2,18 +2,21 @@
 //!
 //! Writes become owned `Bytes` sent with `data_bytes`, which russh cuts
 //! into packets without copying (its `AsyncWrite` path copies into 8 KiB
-//! pieces). Everything the server sends on the channel is taken off
-//! russh's queue at once by a pump task: data goes on to the engine's
-//! reader, the remote stderr to ours (escaped) as it comes, and how the
-//! remote command ended is kept for the [`ChannelCompletion`]. Left
-//! unread, russh's queue fills (with window notices during an upload) and
-//! then stops the whole session, so nothing else may leave it to the
-//! engine to read.
+//! pieces). Reads take messages off russh's queue: data is handed over,
+//! the remote stderr is relayed to ours (escaped), the exit status is kept.
+//!
+//! russh's queue must not be left unread: it fills up (with a window
+//! notice for every adjust during an upload), and the next message then
+//! stops the whole session, window adjusts included. So a write that
+//! waits for window space reads the channel meanwhile, keeping the data it
+//! finds for the reader, and gives up once the remote side has ended the
+//! channel: a remote scp that exited reads nothing more.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -21,120 +24,133 @@ use bytes::Bytes;
 use russh::client::Msg;
 use russh::{ChannelMsg, ChannelReadHalf, ChannelWriteHalf};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use crate::protocol::DataWrite;
 
+type WaitFuture = Pin<Box<dyn Future<Output = Option<ChannelMsg>> + Send>>;
 type SendFuture = Pin<Box<dyn Future<Output = Result<(), russh::Error>> + Send>>;
 
-/// Data messages held for the engine beyond russh's own queue: with it,
-/// enough to keep a download moving while the engine writes to the disk.
-const DATA_QUEUE: usize = 16;
+/// The read half, shared by whoever reads: the engine's reader, a write
+/// that waits, the completion. (Waiting on it is cancel-safe.)
+type ReadHalf = Arc<tokio::sync::Mutex<ChannelReadHalf>>;
+
+/// Data a waiting write may put aside for the reader; beyond it the
+/// channel is left unread (a server that floods an upload gets stalled).
+const STASH_LIMIT: usize = 1 << 20;
 
 /// How long the remote's last words (stderr) may follow its exit status.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
-/// What is known of the remote side of the channel.
-#[derive(Debug, Default, Clone)]
-struct Ending {
+/// What has come off the channel besides the data being read.
+#[derive(Default)]
+struct State {
+    /// Data taken off the channel by a waiting write, for the reader.
+    stash: VecDeque<Bytes>,
+    stashed: usize,
+    stderr: StderrRelay,
     exit_status: Option<u32>,
     exit_signal: Option<String>,
-    /// The remote side sent EOF or closed: it will read nothing more.
-    remote_done: bool,
-    /// The channel (or the connection) is gone.
+    /// The remote side sent EOF: the data has ended; it reads no more.
+    eof: bool,
+    /// The channel is closed (or its session gone).
     closed: bool,
 }
 
-/// The read side: the data the remote command writes.
+type Shared = Arc<Mutex<State>>;
+
+fn lock(shared: &Shared) -> MutexGuard<'_, State> {
+    shared
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl State {
+    /// Takes in one message. Data is returned to the caller.
+    fn take(&mut self, message: Option<ChannelMsg>) -> Option<Bytes> {
+        match message {
+            Some(ChannelMsg::Data { data }) => return Some(data),
+            Some(ChannelMsg::ExtendedData { data, ext: 1 }) => self.stderr.push(&data),
+            Some(ChannelMsg::ExitStatus { exit_status }) => self.exit_status = Some(exit_status),
+            Some(ChannelMsg::ExitSignal { signal_name, .. }) => {
+                self.exit_signal = Some(format!("{signal_name:?}"));
+            }
+            Some(ChannelMsg::Eof) => self.eof = true,
+            Some(ChannelMsg::Close) | None => {
+                self.eof = true;
+                self.closed = true;
+                self.stderr.flush();
+            }
+            Some(_) => {}
+        }
+        None
+    }
+}
+
+/// The read side: data for the engine.
 pub struct ChannelReader {
-    data: mpsc::Receiver<Bytes>,
+    half: ReadHalf,
+    shared: Shared,
+    waiting: Option<WaitFuture>,
     pending: Bytes,
 }
 
 /// The write side.
 pub struct ChannelWriter {
-    half: Arc<ChannelWriteHalf<Msg>>,
+    write: Arc<ChannelWriteHalf<Msg>>,
+    half: ReadHalf,
+    shared: Shared,
     sending: Option<SendFuture>,
     closed: bool,
     /// Set when the connection is gone.
     ended: watch::Receiver<bool>,
-    ending: watch::Receiver<Ending>,
 }
 
 /// Learns how the remote command ended, once the engine is done.
 pub struct ChannelCompletion {
-    ending: watch::Receiver<Ending>,
-    half: Arc<ChannelWriteHalf<Msg>>,
+    write: Arc<ChannelWriteHalf<Msg>>,
+    half: ReadHalf,
+    shared: Shared,
 }
 
-/// Splits an open exec channel into the engine's pipe and its completion,
-/// and starts the pump that empties russh's queue. `ended` says when the
-/// connection is gone: a write waiting for window space from a dead peer
-/// would otherwise wait forever.
+/// Splits an open exec channel into the engine's pipe and its completion.
+/// `ended` says when the connection is gone: a write waiting for window
+/// space from a dead peer would otherwise wait forever.
 pub fn split(
     channel: russh::Channel<Msg>,
     ended: watch::Receiver<bool>,
 ) -> (ChannelReader, ChannelWriter, ChannelCompletion) {
     let (read, write) = channel.split();
     let write = Arc::new(write);
-    let (data_sender, data) = mpsc::channel(DATA_QUEUE);
-    let (ending_sender, ending) = watch::channel(Ending::default());
-    tokio::spawn(pump(read, data_sender, ending_sender));
+    let half: ReadHalf = Arc::new(tokio::sync::Mutex::new(read));
+    let shared = Shared::default();
     (
         ChannelReader {
-            data,
+            half: half.clone(),
+            shared: shared.clone(),
+            waiting: None,
             pending: Bytes::new(),
         },
         ChannelWriter {
-            half: write.clone(),
+            write: write.clone(),
+            half: half.clone(),
+            shared: shared.clone(),
             sending: None,
             closed: false,
             ended,
-            ending: ending.clone(),
         },
         ChannelCompletion {
-            ending,
-            half: write,
+            write,
+            half,
+            shared,
         },
     )
 }
 
-/// Takes every message off the channel until it closes (or the session
-/// ends). Data waits for the engine (that wait is the flow control); once
-/// the engine has let go of its reader, data is dropped.
-async fn pump(mut half: ChannelReadHalf, data: mpsc::Sender<Bytes>, ending: watch::Sender<Ending>) {
-    let mut data = Some(data);
-    let mut stderr = StderrRelay::default();
-    loop {
-        match half.wait().await {
-            Some(ChannelMsg::Data { data: bytes }) => {
-                if let Some(sender) = &data
-                    && sender.send(bytes).await.is_err()
-                {
-                    data = None;
-                }
-            }
-            Some(ChannelMsg::ExtendedData { data, ext: 1 }) => stderr.push(&data),
-            Some(ChannelMsg::ExitStatus { exit_status }) => {
-                ending.send_modify(|e| e.exit_status = Some(exit_status));
-            }
-            Some(ChannelMsg::ExitSignal { signal_name, .. }) => {
-                ending.send_modify(|e| e.exit_signal = Some(format!("{signal_name:?}")));
-            }
-            Some(ChannelMsg::Eof) => {
-                // The engine's reader sees the end of the data.
-                data = None;
-                ending.send_modify(|e| e.remote_done = true);
-            }
-            Some(ChannelMsg::Close) | None => break,
-            Some(_) => {}
-        }
-    }
-    stderr.flush();
-    ending.send_modify(|e| {
-        e.remote_done = true;
-        e.closed = true;
-    });
+/// The next message off the channel.
+fn next_message(half: &ReadHalf) -> WaitFuture {
+    let half = half.clone();
+    Box::pin(async move { half.lock().await.wait().await })
 }
 
 impl AsyncRead for ChannelReader {
@@ -144,16 +160,31 @@ impl AsyncRead for ChannelReader {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        if this.pending.is_empty() {
-            match ready!(this.data.poll_recv(cx)) {
-                Some(bytes) => this.pending = bytes,
-                // The end of the data: nothing is put in `buf`.
-                None => return Poll::Ready(Ok(())),
+        loop {
+            if !this.pending.is_empty() {
+                let n = this.pending.len().min(buf.remaining());
+                buf.put_slice(&this.pending.split_to(n));
+                return Poll::Ready(Ok(()));
+            }
+            {
+                let mut state = lock(&this.shared);
+                if let Some(data) = state.stash.pop_front() {
+                    state.stashed -= data.len();
+                    this.pending = data;
+                    continue;
+                }
+                if state.eof {
+                    // The end of the data: nothing is put in `buf`.
+                    return Poll::Ready(Ok(()));
+                }
+            }
+            let waiting = this.waiting.get_or_insert_with(|| next_message(&this.half));
+            let message = ready!(waiting.as_mut().poll(cx));
+            this.waiting = None;
+            if let Some(data) = lock(&this.shared).take(message) {
+                this.pending = data;
             }
         }
-        let n = this.pending.len().min(buf.remaining());
-        buf.put_slice(&this.pending.split_to(n));
-        Poll::Ready(Ok(()))
     }
 }
 
@@ -187,8 +218,8 @@ impl AsyncWrite for ChannelWriter {
         ready!(self.as_mut().poll_flush(cx))?;
         if !self.closed {
             self.closed = true;
-            let half = self.half.clone();
-            self.sending = Some(Box::pin(async move { half.eof().await }));
+            let write = self.write.clone();
+            self.sending = Some(Box::pin(async move { write.eof().await }));
             let _ = ready!(self.as_mut().poll_flush(cx));
         }
         Poll::Ready(Ok(()))
@@ -214,37 +245,75 @@ impl DataWrite for ChannelWriter {
 impl ChannelWriter {
     /// The flush after this waits for russh to take `data`.
     fn start_sending(&mut self, data: Bytes) {
-        let half = self.half.clone();
+        let write = self.write.clone();
         let mut ended = self.ended.clone();
-        let mut ending = self.ending.clone();
+        let (half, shared) = (self.half.clone(), self.shared.clone());
         self.sending = Some(Box::pin(async move {
-            // What can go now goes; what waits for window space gives up
-            // once the connection, or the remote side of the channel, is
-            // gone (a remote scp that exited reads nothing more).
+            // What can go now goes; meanwhile the channel is read, and once
+            // the remote side has ended it (or the connection is gone), the
+            // rest will never be taken.
             tokio::select! {
                 biased;
-                sent = half.data_bytes(data) => sent,
+                sent = write.data_bytes(data) => sent,
                 _ = ended.wait_for(|&over| over) => Err(russh::Error::Disconnect),
-                _ = ending.wait_for(|e| e.remote_done) => Err(russh::Error::Disconnect),
+                () = read_while_waiting(&half, &shared) => Err(russh::Error::Disconnect),
             }
         }));
     }
 }
 
+/// Reads the channel for as long as a write waits: data is put aside for
+/// the reader (up to [`STASH_LIMIT`]), the rest taken in. Returns once the
+/// remote side has ended the channel.
+async fn read_while_waiting(half: &ReadHalf, shared: &Shared) {
+    loop {
+        let (ended, full) = {
+            let state = lock(shared);
+            (state.eof, state.stashed > STASH_LIMIT)
+        };
+        if ended {
+            return;
+        }
+        if full {
+            return std::future::pending().await;
+        }
+        let message = half.lock().await.wait().await;
+        let mut state = lock(shared);
+        if let Some(data) = state.take(message) {
+            state.stashed += data.len();
+            state.stash.push_back(data);
+        }
+    }
+}
+
 impl ChannelCompletion {
-    /// Waits for the remote command's exit status (or the channel's end)
-    /// and reports how it ended. Reads end by themselves when the session
-    /// goes: russh drops the channel's queue then.
-    pub async fn wait(mut self) -> Result<(), String> {
+    /// Reads on until the remote command's exit status (or the channel's
+    /// end) and reports how it ended. Reads end by themselves when the
+    /// session goes: russh drops the channel's queue then.
+    pub async fn wait(self) -> Result<(), String> {
         // Our side is done: the remote scp may be waiting for end of input.
-        let _ = self.half.eof().await;
-        let known = |e: &Ending| e.exit_status.is_some() || e.exit_signal.is_some() || e.closed;
-        let _ = self.ending.wait_for(known).await;
+        let _ = self.write.eof().await;
+        let mut half = self.half.lock().await;
+        let known = |state: &State| {
+            state.exit_status.is_some() || state.exit_signal.is_some() || state.closed
+        };
+        while !known(&lock(&self.shared)) {
+            let message = half.wait().await;
+            lock(&self.shared).take(message);
+        }
         // Its last stderr may follow the status; the close says it is all.
-        let _ = tokio::time::timeout(CLOSE_GRACE, self.ending.wait_for(|e| e.closed)).await;
-        let _ = self.half.close().await;
-        let ending = self.ending.borrow().clone();
-        match (ending.exit_status, ending.exit_signal) {
+        let _ = tokio::time::timeout(CLOSE_GRACE, async {
+            while !lock(&self.shared).closed {
+                let message = half.wait().await;
+                lock(&self.shared).take(message);
+            }
+        })
+        .await;
+        drop(half);
+        let _ = self.write.close().await;
+        let mut state = lock(&self.shared);
+        state.stderr.flush();
+        match (state.exit_status, state.exit_signal.take()) {
             (Some(0), _) => Ok(()),
             (Some(code), _) => Err(format!("remote command exited with status {code}")),
             (None, Some(signal)) => Err(format!("remote command killed by signal {signal}")),
@@ -254,7 +323,7 @@ impl ChannelCompletion {
 
     /// Closes the channel without waiting for anything.
     pub async fn terminate(self) {
-        let _ = self.half.close().await;
+        let _ = self.write.close().await;
     }
 }
 
