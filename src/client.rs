@@ -147,7 +147,7 @@ impl<'a> Client<'a> {
             match open.source.close().await {
                 Ok(summary) => {
                     self.failed |= summary.errors > 0;
-                    self.failed |= open.completion.wait().await.is_err();
+                    self.finished(open.completion).await;
                 }
                 Err(error) => {
                     self.session_failed(&error);
@@ -193,8 +193,8 @@ impl<'a> Client<'a> {
         match relay.run().await {
             Ok(summary) => {
                 self.failed |= summary.errors > 0;
-                self.failed |= from.completion.wait().await.is_err();
-                self.failed |= to.completion.wait().await.is_err();
+                self.finished(from.completion).await;
+                self.finished(to.completion).await;
             }
             Err(error) => {
                 self.session_failed(&error);
@@ -234,7 +234,7 @@ impl<'a> Client<'a> {
         let mut reader = channel.reader;
         let _ = tokio::io::copy(&mut reader, &mut tokio::io::sink()).await;
         drop(reader);
-        self.failed |= channel.completion.wait().await.is_err();
+        self.finished(channel.completion).await;
     }
 
     async fn open_upload(&mut self, target: &Remote) -> Option<Upload<'a>> {
@@ -303,7 +303,7 @@ impl<'a> Client<'a> {
                 self.failed |= summary.errors > 0;
                 // A remote side that failed (or an ssh that could not
                 // connect) has said why on stderr; the run fails all the same.
-                self.failed |= channel.completion.wait().await.is_err();
+                self.finished(channel.completion).await;
             }
             Err(error) => {
                 self.session_failed(&error);
@@ -371,6 +371,16 @@ impl<'a> Client<'a> {
                 Ok(summary) => self.failed |= summary.errors > 0,
                 Err(error) => self.session_failed(&error),
             }
+        }
+    }
+
+    /// Waits for a remote side to end; a failure fails the run, and is
+    /// told unless the remote side has said why itself.
+    async fn finished(&mut self, completion: Completion) {
+        match completion.wait().await {
+            Ok(()) => {}
+            Err(None) => self.failed = true,
+            Err(Some(message)) => self.fail(&message),
         }
     }
 

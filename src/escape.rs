@@ -5,12 +5,14 @@
 //! `vis`, every control character becomes a `\ooo` octal escape.
 
 /// Renders `bytes` for a terminal: printable UTF-8 and tabs as they are;
-/// C0 controls, DEL, C1 controls and every byte of invalid UTF-8 as `\ooo`.
+/// C0 controls, DEL, C1 controls, line and paragraph separators, bidi
+/// overrides, isolates and marks (which reorder what follows them on the
+/// screen), and every byte of invalid UTF-8 as `\ooo`.
 pub fn for_terminal(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len());
     for chunk in bytes.utf8_chunks() {
         for ch in chunk.valid().chars() {
-            if ch == '\t' || !ch.is_control() {
+            if ch == '\t' || !(ch.is_control() || reorders(ch)) {
                 out.push(ch);
             } else {
                 let mut utf8 = [0u8; 4];
@@ -30,6 +32,14 @@ pub fn for_terminal(bytes: &[u8]) -> String {
 pub fn path_for_terminal(path: &std::path::Path) -> String {
     use std::os::unix::ffi::OsStrExt;
     for_terminal(path.as_os_str().as_bytes())
+}
+
+/// Characters that move text around on the screen without being seen.
+fn reorders(ch: char) -> bool {
+    matches!(
+        ch,
+        '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+    )
 }
 
 fn push_octal(out: &mut String, byte: u8) {
@@ -68,6 +78,12 @@ mod tests {
         assert_eq!(for_terminal(b"a\x7fb\x00"), "a\\177b\\000");
         // U+009B is a one-character CSI on some terminals.
         assert_eq!(for_terminal("x\u{9b}2J".as_bytes()), "x\\302\\2332J");
+        // A right-to-left override turns `exe.txt` into what looks like
+        // `txt.exe`; a line separator breaks a line.
+        assert_eq!(for_terminal("a\u{202e}b".as_bytes()), "a\\342\\200\\256b");
+        assert_eq!(for_terminal("a\u{2028}b".as_bytes()), "a\\342\\200\\250b");
+        assert_eq!(for_terminal("\u{2067}x".as_bytes()), "\\342\\201\\247x");
+        assert_eq!(for_terminal("\u{2013}".as_bytes()), "\u{2013}");
     }
 
     #[test]

@@ -205,6 +205,8 @@ mod kbd {
     pub struct Server {
         pub answer: String,
         pub texts: Texts,
+        /// After the command: EOF only, never its exit status or a close.
+        pub no_exit_status: bool,
     }
 
     impl Handler for Server {
@@ -245,12 +247,12 @@ mod kbd {
             _session: &mut Session,
         ) -> Result<(), Self::Error> {
             reply.accept().await;
-            tokio::spawn(serve(channel));
+            tokio::spawn(serve(channel, self.no_exit_status));
             Ok(())
         }
     }
 
-    async fn serve(channel: Channel<Msg>) {
+    async fn serve(channel: Channel<Msg>, no_exit_status: bool) {
         let (mut read, write) = channel.split();
         let command = loop {
             match read.wait().await {
@@ -291,6 +293,12 @@ mod kbd {
             .ok()
             .and_then(|s| s.code())
             .unwrap_or(255);
+        if no_exit_status {
+            let _ = write.eof().await;
+            // Keep the channel open, and say nothing more.
+            while read.wait().await.is_some() {}
+            return;
+        }
         let _ = write.exit_status(code as u32).await;
         let _ = write.eof().await;
         let _ = write.close().await;
@@ -299,6 +307,15 @@ mod kbd {
     /// Starts the server on a runtime thread of its own; returns its port
     /// and host key.
     pub fn start(answer: &str, key: &Path, texts: Texts) -> (u16, String) {
+        start_with(answer, key, texts, false)
+    }
+
+    pub fn start_with(
+        answer: &str,
+        key: &Path,
+        texts: Texts,
+        no_exit_status: bool,
+    ) -> (u16, String) {
         let host_key = russh::keys::load_secret_key(key, None).unwrap();
         let public = host_key.public_key().to_openssh().unwrap();
         let config = Arc::new(russh::server::Config {
@@ -322,6 +339,7 @@ mod kbd {
                     let handler = Server {
                         answer: answer.clone(),
                         texts: texts.clone(),
+                        no_exit_status,
                     };
                     let config = config.clone();
                     tokio::spawn(async move {
@@ -418,7 +436,7 @@ fn keyboard_interactive_text_is_escaped_and_prefixed() {
     let texts = kbd::Texts {
         name: "Acme\x1b[2J login",
         instructions: "Line one\nline\x07two\n",
-        question: "Code\x1b]0;owned\x07: ",
+        question: "Code\x1b]0;owned\x07:\nEnter passphrase for key 'id': ",
     };
     let (port, public) = kbd::start("4242", &host_key, texts);
     let home = home_for(
@@ -447,9 +465,41 @@ fn keyboard_interactive_text_is_escaped_and_prefixed() {
     assert_eq!(stderr(&out), "Acme\\033[2J login\nLine one\nline\\007two\n");
     assert_eq!(
         fs::read_to_string(work.path().join("askpass.log")).unwrap(),
-        "|(alice@127.0.0.1) Code\\033]0;owned\\007: \n"
+        "|(alice@127.0.0.1) Code\\033]0;owned\\007:\\012Enter passphrase for key 'id': \n"
     );
     let out = copy(true);
     assert_success(&out);
     assert_eq!(stderr(&out), "");
+}
+
+/// A server that ends the command's output but never sends its exit status
+/// (nor closes the channel): the run ends soon after, failed and saying so.
+#[test]
+fn a_server_that_never_sends_the_exit_status_does_not_hang_the_run() {
+    let keys = tempfile::tempdir().unwrap();
+    let host_key = new_key(keys.path(), "host", "");
+    let (port, public) = kbd::start_with("4242", &host_key, kbd::PLAIN, true);
+    let home = home_for(
+        port,
+        &public,
+        "Host server\n\tBatchMode no\n\tPreferredAuthentications keyboard-interactive\n",
+        None,
+    );
+    let work = tempfile::tempdir().unwrap();
+    write(work.path().join("f"), b"data");
+    let answering = askpass(work.path(), "4242");
+    let started = Instant::now();
+    let out = run(rscp_at(home.path())
+        .arg(work.path().join("f"))
+        .arg(format!("server:{}/copy", work.path().display()))
+        .env("SSH_ASKPASS", &answering)
+        .env("SSH_ASKPASS_REQUIRE", "force"));
+    assert_exit(&out, 1);
+    assert_eq!(
+        stderr(&out),
+        "rscp: remote command ended without an exit status\n"
+    );
+    assert_eq!(fs::read(work.path().join("copy")).unwrap(), b"data");
+    // Not a speed: without the bound, the run waits for good.
+    assert!(started.elapsed() < Duration::from_secs(60));
 }

@@ -295,6 +295,20 @@ impl Reader<'_> {
             return Ok(());
         };
         let lower = keyword.to_ascii_lowercase();
+        // A value with bytes that are not UTF-8 (read as U+FFFD) would name
+        // another file, command or host than the one written: refused,
+        // never used changed (a known_hosts file that does not exist would
+        // make every host new). Host patterns with them match nothing, as
+        // in ssh (command-line hosts are UTF-8).
+        let not_text = |text: &str| text.contains(char::REPLACEMENT_CHARACTER);
+        let value_not_text =
+            args.iter().any(|a| not_text(a)) || (lower == "proxycommand" && not_text(&rest));
+        if value_not_text && lower != "host" && Keyword::lookup(&lower) != Some(Keyword::Ignored) {
+            return Err(ConfigError(format!(
+                "{}: {keyword}: a value with bytes that are not UTF-8 is not supported",
+                origin.describe()
+            )));
+        }
         match lower.as_str() {
             "host" | "match" if origin == Origin::CommandLine => {
                 return Err(ConfigError(format!(
@@ -643,7 +657,8 @@ impl Reader<'_> {
             macs: raw.macs.clone(),
             kex_algorithms: raw.kex_algorithms.clone(),
             compression: raw.compression.unwrap_or(false),
-            connect_timeout: raw.connect_timeout,
+            // 0 is no timeout, as in ssh.
+            connect_timeout: raw.connect_timeout.filter(|d| !d.is_zero()),
             connection_attempts: match raw.connection_attempts {
                 Some(0) => {
                     return Err(ConfigError("Invalid number of ConnectionAttempts".into()));

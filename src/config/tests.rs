@@ -383,3 +383,41 @@ fn names_from_the_command_line_are_checked_as_ssh_checks_them() {
     request.command_line = vec!["User=alice".into(), "ProxyJump u@jump:2222".into()];
     assert_eq!(resolve(&request).unwrap().user, "alice");
 }
+
+#[test]
+fn values_that_are_not_utf8_are_refused_not_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("config");
+    std::fs::write(
+        &file,
+        b"# caf\xe9 comments are fine\nUser alice # caf\xe9\nHost caf\xe9\n  Port 1\n",
+    )
+    .unwrap();
+    let mut request = Request {
+        host: "h".into(),
+        local_user: "me".into(),
+        home: dir.path().display().to_string(),
+        files: ConfigFiles::File(file.clone()),
+        ..Request::default()
+    };
+    let s = resolve(&request).unwrap();
+    assert_eq!((s.user.as_str(), s.port), ("alice", 22));
+    for line in [
+        &b"UserKnownHostsFile /tmp/h\xe9/known_hosts\n"[..],
+        b"IdentityFile ~/k\xe9y\n",
+        b"ProxyCommand nc %h %p # \xe9\n",
+        b"Match exec \"test -e /tmp/\xe9\"\n",
+    ] {
+        std::fs::write(&file, line).unwrap();
+        let error = resolve(&request).unwrap_err().0;
+        assert!(
+            error.ends_with("a value with bytes that are not UTF-8 is not supported"),
+            "{error}"
+        );
+    }
+    request.files = ConfigFiles::None;
+    request.command_line = vec!["UserKnownHostsFile=/tmp/h\u{fffd}".into()];
+    assert!(resolve(&request).is_err());
+    request.command_line = vec!["ConnectTimeout=0".into()];
+    assert_eq!(resolve(&request).unwrap().connect_timeout, None);
+}

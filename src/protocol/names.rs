@@ -22,6 +22,10 @@
 /// group is matched as `*`.
 const MAX_PATTERNS: usize = 1024;
 
+/// The most pieces a word's expansion may hold in all (the memory it may
+/// cost: a long word times many alternatives); beyond that, as above.
+const MAX_EXPANDED: usize = 1 << 20;
+
 /// The names a download may bring.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NameFilter {
@@ -43,10 +47,13 @@ enum Pattern {
 }
 
 /// A unit of a name: a character, or a byte that is not valid UTF-8.
+/// (In a request, also a sequence too long to spell out.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Symbol {
     Char(char),
     Byte(u8),
+    /// `{1..100000}`: a run of digits (never in a name).
+    Digits,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -58,6 +65,8 @@ enum Token {
     AnyText,
     /// `?`
     AnySymbol,
+    /// One or more digits or `-` (a long `{x..y}` sequence).
+    Digits,
     /// `[...]`
     Class(Class),
 }
@@ -85,6 +94,8 @@ enum Piece {
     Expansion { quoted: bool },
     /// A tilde prefix (`~`, `~user`): a home directory.
     Home,
+    /// A numeric `{x..y}` sequence too long to spell out.
+    Digits,
 }
 
 type Word = Vec<Piece>;
@@ -101,8 +112,12 @@ impl NameFilter {
     pub fn for_request(request: &[u8]) -> NameFilter {
         let mut patterns = Vec::new();
         let mut seen = std::collections::HashSet::new();
+        // What all words may expand to together, as for one word.
+        let mut budget = MAX_EXPANDED;
         for word in shell_words(request) {
-            for alternative in alternatives(word) {
+            let words = alternatives(word, budget > 0);
+            budget = budget.saturating_sub(words.iter().map(Vec::len).sum());
+            for alternative in words {
                 if let Some(pattern) = pattern_for(last_component(&alternative))
                     && seen.insert(pattern.clone())
                 {
@@ -119,7 +134,9 @@ impl NameFilter {
         let symbols = symbols(name);
         self.patterns.iter().any(|pattern| match pattern {
             Pattern::Any => true,
-            Pattern::AnyDirectory => directory,
+            // A directory's real name, which is not hidden (a hostile
+            // server would send `.ssh`).
+            Pattern::AnyDirectory => directory && !name.starts_with(b"."),
             Pattern::Glob { tokens, literal } => {
                 literal.as_deref() == Some(name) || glob_match(tokens, &symbols)
             }
@@ -130,17 +147,34 @@ impl NameFilter {
 /// Reads the request as a POSIX shell would read the arguments of the
 /// command it ends (quotes removed, expansions marked). A request the
 /// shell cannot parse (an unclosed quote) runs nothing: no words.
+/// Read as both a POSIX shell and bash would read it (they differ only
+/// in bash's `$'...'` and `$"..."`), the words of either.
 fn shell_words(request: &[u8]) -> Vec<Word> {
-    let mut lexer = Lexer {
-        input: request,
-        at: 0,
+    let lex = |bash| {
+        let mut lexer = Lexer {
+            input: request,
+            at: 0,
+            bash,
+        };
+        lexer.words().unwrap_or_default()
     };
-    lexer.words().unwrap_or_default()
+    let mut words = lex(false);
+    if request.contains(&b'$') {
+        for word in lex(true) {
+            if !words.contains(&word) {
+                words.push(word);
+            }
+        }
+    }
+    words
 }
 
 struct Lexer<'a> {
     input: &'a [u8],
     at: usize,
+    /// Read `$'...'` (ANSI-C quoting) and `$"..."` as bash does; a POSIX
+    /// shell reads a `$` there as itself.
+    bash: bool,
 }
 
 /// The shell would not run the command at all (an unclosed quote).
@@ -208,7 +242,7 @@ impl Lexer<'_> {
                             Some(b'\n') => self.at += 1,
                             _ => word.push(quoted(b'\\')),
                         },
-                        b'$' => word.push(match self.dollar(true)? {
+                        b'$' => word.push(match self.dollar()? {
                             true => Piece::Expansion { quoted: true },
                             false => quoted(b'$'),
                         }),
@@ -219,7 +253,13 @@ impl Lexer<'_> {
                         byte => word.push(quoted(byte)),
                     }
                 },
-                b'$' => word.push(match self.dollar(false)? {
+                b'$' if self.bash && self.peek() == Some(b'\'') => {
+                    self.at += 1;
+                    self.ansi_c_quoted(&mut word)?;
+                }
+                // bash's locale quoting: the string as if double-quoted.
+                b'$' if self.bash && self.peek() == Some(b'"') => {}
+                b'$' => word.push(match self.dollar()? {
                     true => Piece::Expansion { quoted: false },
                     false => Piece::Byte {
                         byte: b'$',
@@ -263,7 +303,7 @@ impl Lexer<'_> {
 
     /// After a `$`: consumes the expansion it starts, if any (true), or
     /// leaves a `$` that stands for itself (false).
-    fn dollar(&mut self, in_double_quotes: bool) -> Result<bool, SyntaxError> {
+    fn dollar(&mut self) -> Result<bool, SyntaxError> {
         match self.peek() {
             Some(b'(') => {
                 self.at += 1;
@@ -272,13 +312,6 @@ impl Lexer<'_> {
             Some(b'{') => {
                 self.at += 1;
                 self.skip_to_close(b'{', b'}')?;
-            }
-            Some(b'\'' | b'"') if !in_double_quotes => {
-                // bash's $'...' and $"...".
-                let Some(quote) = self.next() else {
-                    return Ok(false);
-                };
-                self.skip_quoted(quote, true)?;
             }
             Some(c) if c.is_ascii_alphabetic() || c == b'_' => {
                 while self
@@ -292,6 +325,90 @@ impl Lexer<'_> {
             _ => return Ok(false),
         }
         Ok(true)
+    }
+
+    /// bash's `$'...'`, after its opening quote: the string with its
+    /// escapes decoded, as quoted bytes (a NUL ends it, as in bash).
+    fn ansi_c_quoted(&mut self, word: &mut Word) -> Result<(), SyntaxError> {
+        let mut ended = false;
+        let mut push = |word: &mut Word, bytes: &[u8]| {
+            for &byte in bytes {
+                ended |= byte == 0;
+                if !ended {
+                    word.push(Piece::Byte { byte, quoted: true });
+                }
+            }
+        };
+        loop {
+            match self.next().ok_or(SyntaxError)? {
+                b'\'' => return Ok(()),
+                b'\\' => {
+                    let escape = self.next().ok_or(SyntaxError)?;
+                    let simple = match escape {
+                        b'a' => Some(7),
+                        b'b' => Some(8),
+                        b'e' | b'E' => Some(0x1b),
+                        b'f' => Some(0x0c),
+                        b'n' => Some(b'\n'),
+                        b'r' => Some(b'\r'),
+                        b't' => Some(b'\t'),
+                        b'v' => Some(0x0b),
+                        b'\\' | b'\'' | b'"' | b'?' => Some(escape),
+                        _ => None,
+                    };
+                    if let Some(byte) = simple {
+                        push(word, &[byte]);
+                        continue;
+                    }
+                    match escape {
+                        b'0'..=b'7' => {
+                            let mut value = u32::from(escape - b'0');
+                            for _ in 0..2 {
+                                match self.peek() {
+                                    Some(d @ b'0'..=b'7') => {
+                                        value = value * 8 + u32::from(d - b'0');
+                                        self.at += 1;
+                                    }
+                                    _ => break,
+                                }
+                            }
+                            push(word, &[(value & 0xff) as u8]);
+                        }
+                        b'x' | b'u' | b'U' => {
+                            let most = match escape {
+                                b'x' => 2,
+                                b'u' => 4,
+                                _ => 8,
+                            };
+                            let mut value = 0u32;
+                            let mut digits = 0;
+                            while digits < most
+                                && let Some(d) = self.peek().and_then(|b| (b as char).to_digit(16))
+                            {
+                                value = value.saturating_mul(16).saturating_add(d);
+                                digits += 1;
+                                self.at += 1;
+                            }
+                            if digits == 0 {
+                                push(word, &[b'\\', escape]);
+                            } else if escape == b'x' {
+                                push(word, &[(value & 0xff) as u8]);
+                            } else {
+                                let ch =
+                                    char::from_u32(value).unwrap_or(char::REPLACEMENT_CHARACTER);
+                                push(word, ch.encode_utf8(&mut [0; 4]).as_bytes());
+                            }
+                        }
+                        b'c' => {
+                            let control = self.next().ok_or(SyntaxError)?;
+                            push(word, &[control & 0x1f]);
+                        }
+                        other => push(word, &[b'\\', other]),
+                    }
+                }
+                byte => push(word, &[byte]),
+            }
+        }
     }
 
     /// Skips to the `close` that matches an `open` just consumed, over
@@ -340,10 +457,12 @@ impl Lexer<'_> {
     }
 }
 
-/// The words a request word may become: bash's brace expansion of it,
-/// and the word itself (a shell without brace expansion passes it on).
-fn alternatives(word: Word) -> Vec<Word> {
-    let mut expanded = brace_expand(word.clone()).unwrap_or_else(|| vec![braces_as_stars(&word)]);
+/// The words a request word may become: bash's brace expansion of it
+/// (if `expand`, else its widest reading), and the word itself (a shell
+/// without brace expansion passes it on).
+fn alternatives(word: Word, expand: bool) -> Vec<Word> {
+    let expanded = expand.then(|| brace_expand(word.clone())).flatten();
+    let mut expanded = expanded.unwrap_or_else(|| vec![braces_as_stars(&word)]);
     if !expanded.contains(&word) {
         expanded.push(word);
     }
@@ -358,9 +477,11 @@ enum Group {
     TooLong,
 }
 
-/// `None` when the word expands past [`MAX_PATTERNS`].
+/// `None` when the word expands past [`MAX_PATTERNS`], or its expansion
+/// past [`MAX_EXPANDED`] pieces in all.
 fn brace_expand(word: Word) -> Option<Vec<Word>> {
     let mut done = Vec::new();
+    let mut created = word.len();
     let mut todo = vec![word];
     while let Some(word) = todo.pop() {
         let Some((open, close, group)) = find_brace_group(&word) else {
@@ -369,6 +490,7 @@ fn brace_expand(word: Word) -> Option<Vec<Word>> {
         };
         let (before, after) = (&word[..open], &word[close + 1..]);
         let join = |middle: &[Piece]| [before, middle, after].concat();
+        let pending = todo.len();
         match group {
             Group::List(commas) => {
                 let mut bounds = vec![open];
@@ -384,9 +506,10 @@ fn brace_expand(word: Word) -> Option<Vec<Word>> {
                     todo.push(join(&pieces));
                 }
             }
-            Group::TooLong => todo.push(join(&[unquoted(b'*')])),
+            Group::TooLong => todo.push(join(&[Piece::Digits])),
         }
-        if done.len() + todo.len() > MAX_PATTERNS {
+        created += todo[pending..].iter().map(Vec::len).sum::<usize>();
+        if done.len() + todo.len() > MAX_PATTERNS || created > MAX_EXPANDED {
             return None;
         }
     }
@@ -507,7 +630,10 @@ fn sequence(inner: &[Piece]) -> Option<Group> {
                 format!("{sign}{}{digits}", "0".repeat(pad)).into_bytes()
             })
             .collect()
-    } else if let ([a], [b]) = (first.as_bytes(), last.as_bytes()) {
+    } else if let ([a], [b]) = (first.as_bytes(), last.as_bytes())
+        && a.is_ascii_alphabetic()
+        && b.is_ascii_alphabetic()
+    {
         let (a, b) = (u64::from(*a), u64::from(*b));
         let count = a.abs_diff(b) / step + 1;
         (0..count)
@@ -547,6 +673,12 @@ fn pattern_for(component: &[Piece]) -> Option<Pattern> {
         .iter()
         .rposition(|p| *p == Piece::Expansion { quoted: true });
     let Some(last_expansion) = last_expansion else {
+        if component.contains(&Piece::Digits) {
+            return Some(Pattern::Glob {
+                tokens: compile(&syms(component)),
+                literal: None,
+            });
+        }
         let literal: Vec<u8> = component
             .iter()
             .filter_map(|p| match p {
@@ -573,6 +705,17 @@ fn pattern_for(component: &[Piece]) -> Option<Pattern> {
 /// The symbols of the bytes among `pieces`, each marked quoted if its
 /// first byte was.
 fn syms(pieces: &[Piece]) -> Vec<Sym> {
+    if pieces.contains(&Piece::Digits) {
+        let digits = Sym {
+            symbol: Symbol::Digits,
+            quoted: false,
+        };
+        return pieces
+            .split(|p| *p == Piece::Digits)
+            .map(syms)
+            .collect::<Vec<_>>()
+            .join(&digits);
+    }
     let (bytes, quoted): (Vec<u8>, Vec<bool>) = pieces
         .iter()
         .filter_map(|p| match p {
@@ -621,6 +764,7 @@ fn compile(component: &[Sym]) -> Vec<Token> {
             continue;
         }
         match s.symbol {
+            Symbol::Digits => tokens.push(Token::Digits),
             Symbol::Char('*') => tokens.push(Token::AnyString),
             Symbol::Char('?') => tokens.push(Token::AnySymbol),
             Symbol::Char('[') => match parse_class(component, i) {
@@ -664,7 +808,7 @@ fn parse_class(component: &[Sym], start: usize) -> Option<(Class, usize)> {
                     .iter()
                     .map(|s| match s.symbol {
                         Symbol::Char(c) => c,
-                        Symbol::Byte(_) => char::REPLACEMENT_CHARACTER,
+                        Symbol::Byte(_) | Symbol::Digits => char::REPLACEMENT_CHARACTER,
                     })
                     .collect();
                 items.push(ClassItem::Named(name));
@@ -720,7 +864,9 @@ fn named_class(name: &str, c: char) -> bool {
 }
 
 /// Glob matching with the shell's rule that a leading `.` is only matched
-/// by a literal `.` (or by text an expansion produced).
+/// by a literal `.` (or by text an expansion produced). The tokens run as
+/// an automaton over the name, only its live states kept: time in live
+/// states times symbols, whatever the stars (no backtracking).
 fn glob_match(tokens: &[Token], name: &[Symbol]) -> bool {
     if name.first() == Some(&Symbol::Char('.'))
         && !matches!(
@@ -730,34 +876,58 @@ fn glob_match(tokens: &[Token], name: &[Symbol]) -> bool {
     {
         return false;
     }
-    let is_star = |t: &Token| matches!(t, Token::AnyString | Token::AnyText);
-    // Iterative matching, backtracking to the last star on a mismatch.
-    let (mut t, mut n) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while n < name.len() {
-        let step = match tokens.get(t) {
-            Some(token) if is_star(token) => {
-                star = Some((t, n));
-                t += 1;
-                continue;
+    let end = tokens.len();
+    let is_star = |i: usize| matches!(tokens.get(i), Some(Token::AnyString | Token::AnyText));
+    // Which step last added each state, so that none is added twice.
+    let mut added = vec![usize::MAX; end + 1];
+    let mut add = |states: &mut Vec<usize>, i: usize, step: usize| {
+        if added[i] != step {
+            added[i] = step;
+            states.push(i);
+        }
+    };
+    // Stars match nothing too: a state at one also stands past it.
+    let close = |states: &mut Vec<usize>, add: &mut dyn FnMut(&mut Vec<usize>, usize)| {
+        let mut k = 0;
+        while k < states.len() {
+            let i = states[k];
+            if is_star(i) {
+                add(states, i + 1);
             }
-            Some(Token::Literal(s)) => *s == name[n],
-            Some(Token::AnySymbol) => true,
-            Some(Token::Class(class)) => class.matches(name[n]),
-            _ => false,
-        };
-        if step {
-            t += 1;
-            n += 1;
-        } else if let Some((star_t, star_n)) = star {
-            t = star_t + 1;
-            n = star_n + 1;
-            star = Some((star_t, star_n + 1));
-        } else {
+            k += 1;
+        }
+    };
+    let mut live = Vec::new();
+    add(&mut live, 0, 0);
+    close(&mut live, &mut |states, i| add(states, i, 0));
+    for (at, &symbol) in name.iter().enumerate() {
+        let step = at + 1;
+        let mut next = Vec::with_capacity(live.len());
+        for &i in &live {
+            let Some(token) = tokens.get(i) else {
+                continue;
+            };
+            match token {
+                Token::AnyString | Token::AnyText => add(&mut next, i, step),
+                Token::Digits => {
+                    if matches!(symbol, Symbol::Char(c) if c.is_ascii_digit() || c == '-') {
+                        add(&mut next, i, step);
+                        add(&mut next, i + 1, step);
+                    }
+                }
+                Token::Literal(s) if *s == symbol => add(&mut next, i + 1, step),
+                Token::AnySymbol => add(&mut next, i + 1, step),
+                Token::Class(class) if class.matches(symbol) => add(&mut next, i + 1, step),
+                Token::Literal(_) | Token::Class(_) => {}
+            }
+        }
+        close(&mut next, &mut |states, i| add(states, i, step));
+        if next.is_empty() {
             return false;
         }
+        live = next;
     }
-    tokens.get(t..).is_some_and(|rest| rest.iter().all(is_star))
+    live.contains(&end)
 }
 
 #[cfg(test)]
@@ -967,6 +1137,75 @@ mod tests {
         assert!(filter.allows(b"caf\xe9", false));
         assert!(!filter.allows(b"cafe", false));
         assert!(NameFilter::for_request(b"/x/caf?").allows(b"caf\xe9", false));
+    }
+
+    #[test]
+    fn bash_ansi_c_and_locale_quoting_are_read_both_ways() {
+        // What `ls` and `printf %q` print for a name with a tab.
+        let request = "'a'$'\\t''b.txt'";
+        assert!(allows(request, "a\tb.txt"), "bash");
+        assert!(allows(request, "a$\\tb.txt"), "a POSIX shell");
+        assert!(!allows(request, ".bashrc"));
+        assert!(!allows_directory(request, ".ssh"));
+        assert!(allows("$'caf\\xc3\\xa9'", "café"));
+        assert!(allows("$'\\u00e9t\\303\\251'", "été"));
+        assert!(allows("$'a\\'b'", "a'b"));
+        assert!(allows("$'a\\0b'", "a"), "bash stops at a NUL");
+        assert!(allows("/x/$\"abc\"", "abc"));
+        assert!(allows("/x/$\"abc\"", "$abc"));
+        assert!(!allows("/x/$\"abc\"", ".bashrc"));
+        assert!(!allows("$'unclosed", "unclosed"));
+    }
+
+    #[test]
+    fn character_sequences_need_letters_at_both_ends() {
+        assert!(allows("/x/x{*..*}y", "x{*..*}y"));
+        assert!(!allows("/x/x{*..*}y", "xEVILy"));
+        assert!(!allows("/x/{-../}bashrc", ".bashrc"));
+        assert!(!allows_directory("/x/{-../}", "anything"));
+        assert!(!allows("/x/{a..5}", "?"));
+        assert!(allows("/x/{Z..a}", "_"), "bash spans what lies between");
+    }
+
+    #[test]
+    fn a_long_sequence_stands_for_digits_only() {
+        assert!(allows("/x/{1..2000}", "1999"));
+        assert!(!allows("/x/{1..2000}", "evil"));
+        assert!(!allows("/x/f{1..2000}", "fstab"));
+        assert!(allows("/x/f{1..2000}.log", "f17.log"));
+        assert!(!allows("/x/f{1..2000}.log", "f.log"));
+        assert!(!allows("/x/f{1..2000}", "f"));
+    }
+
+    #[test]
+    fn a_remote_directory_name_is_never_hidden() {
+        for request in [".", "~", "dir/..", "~user"] {
+            assert!(!allows_directory(request, ".ssh"), "{request:?}");
+            assert!(allows_directory(request, "alice"), "{request:?}");
+        }
+    }
+
+    #[test]
+    fn a_huge_request_costs_bounded_memory() {
+        let long = "x".repeat(100_000);
+        let request = format!("/x/{}{long}", "{a,b}".repeat(10));
+        let filter = NameFilter::for_request(request.as_bytes());
+        let tokens: usize = filter
+            .patterns
+            .iter()
+            .map(|p| match p {
+                Pattern::Glob { tokens, .. } => tokens.len(),
+                _ => 1,
+            })
+            .sum();
+        assert!(tokens < 4 * MAX_EXPANDED, "{tokens} tokens");
+        // A name as long as a record allows, against such a pattern.
+        let tail = &long[..2000];
+        let filter = NameFilter::for_request(format!("/x/{}{tail}", "{a,b}".repeat(10)).as_bytes());
+        assert!(filter.allows(format!("ab{}{tail}", "a".repeat(8)).as_bytes(), false));
+        assert!(!filter.allows(format!("ab{}{tail}y", "a".repeat(8)).as_bytes(), false));
+        let many = format!("{} ", "{a,b}".repeat(10)).repeat(2000);
+        assert!(NameFilter::for_request(many.as_bytes()).allows(b"abababababa", false));
     }
 
     #[test]

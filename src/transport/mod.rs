@@ -33,9 +33,10 @@ pub enum Completion {
 }
 
 impl Completion {
-    /// Waits for the remote side to finish. `Ok` when it succeeded; the
-    /// error says how it failed (its own messages went to stderr already).
-    pub async fn wait(self) -> Result<(), String> {
+    /// Waits for the remote side to finish. `Ok` when it succeeded; else
+    /// what to tell the user, `None` when the remote side (or the ssh
+    /// program) has said why already (an exit status of its own).
+    pub async fn wait(self) -> Result<(), Option<String>> {
         match self {
             Completion::Program(running) => running.wait().await,
             Completion::Native(channel) => channel.wait().await,

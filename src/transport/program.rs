@@ -125,18 +125,17 @@ impl RunningProgram {
         }
     }
 
-    pub async fn wait(mut self) -> Result<(), String> {
+    pub async fn wait(mut self) -> Result<(), Option<String>> {
         let status = self.child.wait().await;
         if let Some(pid) = self.pid {
             children::forget(pid);
         }
         match status {
             Ok(status) if status.success() => Ok(()),
-            Ok(status) => Err(match status.code() {
-                Some(code) => format!("ssh program exited with status {code}"),
-                None => "ssh program was killed".into(),
-            }),
-            Err(e) => Err(io_reason(&e)),
+            // ssh said why (or the remote command did, through it).
+            Ok(status) if status.code().is_some() => Err(None),
+            Ok(_) => Err(Some("ssh program was killed".into())),
+            Err(e) => Err(Some(io_reason(&e))),
         }
     }
 }

@@ -426,13 +426,15 @@ async fn password(
 }
 
 /// A keyboard-interactive prompt as ssh shows it: `(user@host) prompt`,
-/// the host being the HostKeyAlias if there is one; escaped.
+/// the host being the HostKeyAlias if there is one; escaped, line breaks
+/// too (ssh keeps them), so that no line of it can pass for a question of
+/// ours without the prefix.
 fn kbd_prompt(settings: &Settings, prompt: &str) -> String {
     let host = match &settings.host_key_alias {
         Some(alias) => alias.clone(),
         None => settings.hostname.to_lowercase(),
     };
-    crate::report::escape_lines(format!("({}@{host}) {prompt}", settings.user).as_bytes())
+    crate::escape::for_terminal(format!("({}@{host}) {prompt}", settings.user).as_bytes())
 }
 
 async fn keyboard_interactive(

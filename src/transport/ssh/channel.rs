@@ -42,6 +42,9 @@ const STASH_LIMIT: usize = 1 << 20;
 /// How long the remote's last words (stderr) may follow its exit status.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
+/// How long the exit status may follow the end of the remote's output.
+const STATUS_GRACE: Duration = Duration::from_secs(10);
+
 /// What has come off the channel besides the data being read.
 #[derive(Default)]
 struct State {
@@ -290,17 +293,27 @@ impl ChannelCompletion {
     /// Reads on until the remote command's exit status (or the channel's
     /// end) and reports how it ended. Reads end by themselves when the
     /// session goes: russh drops the channel's queue then.
-    pub async fn wait(self) -> Result<(), String> {
+    pub async fn wait(self) -> Result<(), Option<String>> {
         // Our side is done: the remote scp may be waiting for end of input.
         let _ = self.write.eof().await;
         let mut half = self.half.lock().await;
         let known = |state: &State| {
             state.exit_status.is_some() || state.exit_signal.is_some() || state.closed
         };
-        while !known(&lock(&self.shared)) {
+        // Until the remote side has ended its output, it may still be at
+        // work; after that, its status is due at once (a server that
+        // never sends it must not keep the run waiting).
+        while !known(&lock(&self.shared)) && !lock(&self.shared).eof {
             let message = half.wait().await;
             lock(&self.shared).take(message);
         }
+        let _ = tokio::time::timeout(STATUS_GRACE, async {
+            while !known(&lock(&self.shared)) {
+                let message = half.wait().await;
+                lock(&self.shared).take(message);
+            }
+        })
+        .await;
         // Its last stderr may follow the status; the close says it is all.
         let _ = tokio::time::timeout(CLOSE_GRACE, async {
             while !lock(&self.shared).closed {
@@ -315,9 +328,10 @@ impl ChannelCompletion {
         state.stderr.flush();
         match (state.exit_status, state.exit_signal.take()) {
             (Some(0), _) => Ok(()),
-            (Some(code), _) => Err(format!("remote command exited with status {code}")),
-            (None, Some(signal)) => Err(format!("remote command killed by signal {signal}")),
-            (None, None) => Err("remote command ended without an exit status".into()),
+            // Its stderr said why, as far as it could.
+            (Some(_), _) => Err(None),
+            (None, Some(signal)) => Err(Some(format!("remote command killed by signal {signal}"))),
+            (None, None) => Err(Some("remote command ended without an exit status".into())),
         }
     }
 
