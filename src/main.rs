@@ -78,7 +78,6 @@ fn run(invocation: &Invocation) -> u8 {
     let events = Reporter {
         server: invocation.role != Role::Client,
         verbose: invocation.verbose > 0,
-        meter: meter.clone(),
     };
     let code = runtime.block_on(async {
         // Installed before any work starts, so that no child can be

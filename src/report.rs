@@ -14,9 +14,14 @@ use crate::protocol::Events;
 /// The progress meter of this run, once there is one.
 static METER: OnceLock<Arc<Meter>> = OnceLock::new();
 
-/// Draws the meter's bars around everything written from now on.
+/// Draws the meter's bars around everything written from now on, and
+/// shows the progress the reporter is told of.
 pub fn attach_meter(meter: Arc<Meter>) {
     let _ = METER.set(meter);
+}
+
+fn meter() -> Option<&'static Meter> {
+    METER.get().map(|meter| &**meter)
 }
 
 /// One of our own problems, "what: why", as `rscp: what: why`.
@@ -48,7 +53,7 @@ pub fn usage(text: &str) {
 /// Runs `ask` (which talks to the user on the terminal) with the meter
 /// taken off the screen until it returns.
 pub fn while_asking<R>(ask: impl FnOnce() -> R) -> R {
-    let _hold = METER.get().map(|meter| meter.hold());
+    let _hold = meter().map(Meter::hold);
     ask()
 }
 
@@ -68,7 +73,7 @@ fn emit(text: &str) {
         let _ = stderr.write_all(text.as_bytes());
         let _ = stderr.write_all(b"\n");
     };
-    match METER.get() {
+    match meter() {
         Some(meter) => meter.suspend(write),
         None => write(),
     }
@@ -80,8 +85,6 @@ pub struct Reporter {
     /// A server tells its peer, not its own stderr (scp's `iamremote`).
     pub server: bool,
     pub verbose: bool,
-    /// The progress meter, when there is one.
-    pub meter: Option<Arc<Meter>>,
 }
 
 impl Events for Reporter {
@@ -108,29 +111,29 @@ impl Events for Reporter {
     }
 
     fn file_started(&self, name: &[u8], size: u64) {
-        if let Some(meter) = &self.meter {
+        if let Some(meter) = meter() {
             meter.file_started(name, size);
         }
     }
 
     fn file_progress(&self, bytes: u64) {
-        if let Some(meter) = &self.meter {
+        if let Some(meter) = meter() {
             meter.file_progress(bytes);
         }
     }
 
     fn file_finished(&self) {
-        if let Some(meter) = &self.meter {
+        if let Some(meter) = meter() {
             meter.file_finished();
         }
     }
 
     fn shows_progress(&self) -> bool {
-        self.meter.is_some()
+        meter().is_some()
     }
 
     fn expect(&self, files: u64, bytes: u64) {
-        if let Some(meter) = &self.meter {
+        if let Some(meter) = meter() {
             meter.expect(files, bytes);
         }
     }
