@@ -194,16 +194,20 @@ fn hashed_known_hosts_are_written_and_read() {
     assert_success(&out);
 }
 
+/// Another key than the fixture's host key, as `type base64`.
+fn other_host_key(sshd: &Sshd) -> String {
+    let other = new_key(sshd.dir.path(), "other_host_key", "");
+    let text = fs::read_to_string(other.with_extension("pub")).unwrap();
+    text.split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 #[test]
 fn a_changed_host_key_is_refused_loudly() {
     let Some(sshd) = Sshd::start() else { return };
-    let other = new_key(sshd.dir.path(), "other_host_key", "");
-    let other_key = fs::read_to_string(other.with_extension("pub")).unwrap();
-    let other_key: String = other_key
-        .split_whitespace()
-        .take(2)
-        .collect::<Vec<_>>()
-        .join(" ");
+    let other_key = other_host_key(&sshd);
     let line = format!("[127.0.0.1]:{} {other_key}\n", sshd.port);
     let home = with_known_hosts(&sshd, &line, "\tStrictHostKeyChecking ask\n");
     let (_work, file, into) = payload();
@@ -272,13 +276,7 @@ fn fingerprint_of(sshd: &Sshd) -> String {
 #[test]
 fn a_known_hosts_file_with_bytes_that_are_not_text_still_counts() {
     let Some(sshd) = Sshd::start() else { return };
-    let other = new_key(sshd.dir.path(), "other_host_key", "");
-    let other_key = fs::read_to_string(other.with_extension("pub")).unwrap();
-    let other_key: String = other_key
-        .split_whitespace()
-        .take(2)
-        .collect::<Vec<_>>()
-        .join(" ");
+    let other_key = other_host_key(&sshd);
     let mut contents = b"# caf\xe9 \xff\n".to_vec();
     contents.extend_from_slice(format!("[127.0.0.1]:{} {other_key}\n", sshd.port).as_bytes());
     contents.extend_from_slice(b"legacy\xfe ssh-rsa AAAA\xff\n");
