@@ -17,7 +17,7 @@ use crate::protocol::{
     Source, SourceOptions, bytes_per_second, require_directory,
 };
 use crate::report::{self, LocalEnd};
-use crate::transport::ssh::NativeTransport;
+use crate::transport::ssh::{Lane, NativeTransport};
 use crate::transport::{Completion, ProgramTransport, Transport};
 
 type RemoteSource<'e> = Source<'e, Pin<Box<dyn AsyncRead + Send>>, Pin<Box<dyn DataWrite + Send>>>;
@@ -169,7 +169,13 @@ impl<'a> Client<'a> {
             Ok(channel) => channel,
             Err(message) => return self.fail(&message),
         };
-        let to = match self.transport.exec(target, &to_command, self.events).await {
+        // Its own connection: the origin's channel is not read while the
+        // destination's is written (see Lane).
+        let to = self
+            .transport
+            .exec_on(target, &to_command, self.events, Lane::RelayDestination)
+            .await;
+        let to = match to {
             Ok(channel) => channel,
             Err(message) => {
                 from.completion.terminate().await;

@@ -247,3 +247,26 @@ fn rscp_to_rscp_in_every_direction() {
         }
     }
 }
+
+/// -3 between two paths of one host, with more data than the windows hold:
+/// on one connection the origin's unread data stopped the session while
+/// the destination's write waited for window (it hung at 30-100 MB).
+#[test]
+fn through_this_host_a_big_file_on_one_host() {
+    let Some(sshd) = Sshd::start() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let big = work.path().join("big");
+    fs::File::create(&big).unwrap().set_len(300 << 20).unwrap();
+    let copy = work.path().join("copy");
+    let out = run_within(
+        sshd.rscp()
+            .arg("-3")
+            .arg(sshd.remote(&big))
+            .arg(sshd.remote(&copy)),
+        std::time::Duration::from_secs(60),
+    );
+    assert_success(&out);
+    assert_eq!(fs::metadata(&copy).unwrap().len(), 300 << 20);
+    let zeros = fs::read(&copy).unwrap().iter().all(|&b| b == 0);
+    assert!(zeros);
+}

@@ -67,9 +67,22 @@ impl Transport {
         command: &OsStr,
         events: &dyn Events,
     ) -> Result<Channel, String> {
+        self.exec_on(remote, command, events, ssh::Lane::Shared)
+            .await
+    }
+
+    /// Like [`Transport::exec`], over the given connection of the
+    /// destination (each `-S` program is a connection of its own).
+    pub async fn exec_on(
+        &self,
+        remote: &Remote,
+        command: &OsStr,
+        events: &dyn Events,
+        lane: ssh::Lane,
+    ) -> Result<Channel, String> {
         match self {
             Transport::Program(program) => program.exec(remote, command, events),
-            Transport::Native(native) => native.exec(remote, command, events).await,
+            Transport::Native(native) => native.exec(remote, command, events, lane).await,
         }
     }
 

@@ -387,6 +387,29 @@ pub fn run(command: &mut Command) -> Output {
     command.stdin(Stdio::null()).output().expect("run command")
 }
 
+/// Like [`run`], for a command that might hang: killed, and the test
+/// failed, if it has not ended within `limit` (a hang, not a speed).
+pub fn run_within(command: &mut Command, limit: Duration) -> Output {
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start command");
+    let pid = child.id();
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(child.wait_with_output());
+    });
+    match finished.recv_timeout(limit) {
+        Ok(output) => output.expect("run command"),
+        Err(_) => {
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+            panic!("still running after {limit:?}: a hang");
+        }
+    }
+}
+
 #[track_caller]
 pub fn assert_success(output: &Output) {
     assert!(

@@ -13,4 +13,4 @@ pub mod prompt;
 mod proxy;
 mod watchdog;
 
-pub use native::NativeTransport;
+pub use native::{Lane, NativeTransport};

@@ -21,8 +21,21 @@ use crate::transport::{Channel, Completion};
 /// How long a closing session may take to say goodbye.
 const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// (user, host, port) of a connection.
-type Key = (String, String, u16);
+/// (user, host, port) of a connection, and which of its kind.
+type Key = (String, String, u16, Lane);
+
+/// Which connection to a destination a channel goes over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Lane {
+    /// The one every operand shares.
+    Shared,
+    /// A second one, for the destination of a copy through this host
+    /// (`-3`) whose origin is the same host: its channel is written while
+    /// the origin's is not read, and on one connection the origin's data,
+    /// left waiting, would stop the session (and the window updates the
+    /// write waits for).
+    RelayDestination,
+}
 /// A connection made, or why it could not be.
 type Made = Result<Arc<Connection>, String>;
 
@@ -61,6 +74,7 @@ impl NativeTransport {
         remote: &Remote,
         command: &OsStr,
         events: &dyn Events,
+        lane: Lane,
     ) -> Result<Channel, String> {
         let mut request = self.template.clone();
         request.host = remote.host.clone();
@@ -86,6 +100,7 @@ impl NativeTransport {
             settings.user.clone(),
             settings.hostname.clone(),
             settings.port,
+            lane,
         );
         let handle = {
             let mut connections = self.connections.lock().await;
