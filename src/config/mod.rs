@@ -798,55 +798,76 @@ pub fn text_lines(bytes: &[u8]) -> impl Iterator<Item = std::borrow::Cow<'_, str
 /// keyword as written (for ProxyCommand).
 type SplitLine = (String, Vec<String>, String);
 
-/// Splits a config line into its keyword and arguments: `Keyword value`,
-/// `Keyword=value`, double-quoted arguments, `#` comments. `None` for a
-/// blank or comment line.
+/// What ssh_config(5) takes as whitespace between a keyword and its
+/// value (ssh's WHITESPACE); between arguments only blanks count.
+const SPACE: [char; 4] = [' ', '\t', '\r', '\n'];
+
+/// Splits a config line as ssh does: the keyword ends at whitespace or an
+/// `=` (`Keyword value`, `Keyword=value`, `Keyword = value`), and the rest
+/// is split by [`argv_split`]. `None` for a blank or comment line.
 fn split_line(line: &str) -> Result<Option<SplitLine>, String> {
-    let line = line.trim_start();
+    let line = line
+        .trim_end_matches([' ', '\t', '\r', '\n', '\x0c'])
+        .trim_start_matches(SPACE);
     if line.is_empty() || line.starts_with('#') {
         return Ok(None);
     }
     let keyword_end = line
-        .find(|c: char| c.is_whitespace() || c == '=')
+        .find(|c: char| SPACE.contains(&c) || c == '=')
         .unwrap_or(line.len());
     let keyword = line[..keyword_end].to_owned();
-    let mut rest = line[keyword_end..].trim_start();
+    let mut rest = line[keyword_end..].trim_start_matches(SPACE);
     if let Some(after) = rest.strip_prefix('=') {
-        rest = after.trim_start();
+        rest = after.trim_start_matches(SPACE);
     }
-    let raw_rest = rest.to_owned();
+    let args = argv_split(rest)?;
+    Ok(Some((keyword, args, rest.to_owned())))
+}
+
+/// ssh's `argv_split`: words separated by blanks (space and tab only);
+/// single and double quotes group (and join: `"a"b` is `ab`); a backslash
+/// escapes a quote, a backslash, or (outside quotes) a space, and is
+/// itself otherwise; `#` at the start of a word ends the line.
+fn argv_split(text: &str) -> Result<Vec<String>, String> {
+    let chars: Vec<char> = text.chars().collect();
     let mut args = Vec::new();
-    let mut chars = rest.chars().peekable();
-    loop {
-        while chars.peek().is_some_and(|c| c.is_whitespace()) {
-            chars.next();
+    let mut i = 0;
+    while i < chars.len() {
+        if chars[i] == ' ' || chars[i] == '\t' {
+            i += 1;
+            continue;
         }
-        let Some(&first) = chars.peek() else { break };
-        if first == '#' {
+        if chars[i] == '#' {
             break;
         }
         let mut arg = String::new();
-        if first == '"' {
-            chars.next();
-            loop {
-                match chars.next() {
-                    Some('"') => break,
-                    Some(c) => arg.push(c),
-                    None => return Err("no matching quote".into()),
-                }
+        let mut quote: Option<char> = None;
+        while let Some(&c) = chars.get(i) {
+            match c {
+                '\\' => match chars.get(i + 1) {
+                    Some(&next @ ('\'' | '"' | '\\')) => {
+                        arg.push(next);
+                        i += 1;
+                    }
+                    Some(' ') if quote.is_none() => {
+                        arg.push(' ');
+                        i += 1;
+                    }
+                    _ => arg.push('\\'),
+                },
+                ' ' | '\t' if quote.is_none() => break,
+                '"' | '\'' if quote.is_none() => quote = Some(c),
+                _ if quote == Some(c) => quote = None,
+                _ => arg.push(c),
             }
-        } else {
-            while let Some(&c) = chars.peek() {
-                if c.is_whitespace() {
-                    break;
-                }
-                arg.push(c);
-                chars.next();
-            }
+            i += 1;
+        }
+        if quote.is_some() {
+            return Err("invalid quotes".into());
         }
         args.push(arg);
     }
-    Ok(Some((keyword, args, raw_rest)))
+    Ok(args)
 }
 
 #[cfg(test)]

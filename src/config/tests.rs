@@ -334,6 +334,29 @@ fn line_splitting() {
         )))
     );
     assert!(split_line("User \"unterminated").is_err());
+    // As ssh's argv_split: single quotes, escapes, joined quotes, and only
+    // ASCII blanks between words (checked against ssh -G here).
+    let args = |line: &str| split_line(line).unwrap().unwrap().1;
+    assert_eq!(args("UserKnownHostsFile '/x/my kh'"), ["/x/my kh"]);
+    assert_eq!(args("UserKnownHostsFile /tmp/my\\ kh"), ["/tmp/my kh"]);
+    assert_eq!(args("HostKeyAlias 'alias1'"), ["alias1"]);
+    assert_eq!(args("X \"a\"b'c d' e"), ["abc d", "e"]);
+    assert_eq!(args("X a\\q \"\\\"in\\\\\""), ["a\\q", "\"in\\"]);
+    assert_eq!(args("Host prod\u{a0}* other"), ["prod\u{a0}*", "other"]);
+    assert_eq!(args("X a #comment"), ["a"]);
+    assert_eq!(args("X a#b"), ["a#b"]);
+    assert_eq!(
+        split_line("StrictHostKeyChecking\u{a0}no")
+            .unwrap()
+            .unwrap()
+            .0,
+        "StrictHostKeyChecking\u{a0}no"
+    );
+    assert_eq!(
+        split_line("Port = 22 \x0c").unwrap().unwrap(),
+        ("Port".into(), vec!["22".into()], "22".into())
+    );
+    assert!(split_line("User 'unterminated").is_err());
 }
 
 #[test]

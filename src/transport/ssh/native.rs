@@ -179,6 +179,20 @@ fn who_am_i() -> (String, String) {
     (name, home)
 }
 
+/// `text` as one argument of a config line, whatever it holds (quotes and
+/// backslashes escaped as ssh's argv_split reads them).
+fn quoted(text: &str) -> String {
+    let mut out = String::from("\"");
+    for c in text.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
+}
+
 /// scp's flags for ssh, as config lines in the order ssh applies them:
 /// the log level (`-q`, each `-v`) first, then the rest in order, then
 /// scp's own `ForwardAgent no` (which `-A` beats by coming first).
@@ -203,7 +217,7 @@ fn command_line(ssh_args: &[OsString]) -> (Vec<String>, ConfigFiles) {
                 })
             }
             "-c" => lines.push(format!("Ciphers {}", value())),
-            "-i" => lines.push(format!("IdentityFile \"{}\"", value())),
+            "-i" => lines.push(format!("IdentityFile {}", quoted(&value()))),
             "-J" => lines.push(format!("ProxyJump {}", value())),
             "-F" => {
                 let file = value();
@@ -278,6 +292,8 @@ mod tests {
             ]
         );
         assert_eq!(files, ConfigFiles::File("/cfg".into()));
+        let (lines, _) = command_line(&os(&["-i", "/a \"b\\c"]));
+        assert_eq!(lines[0], "IdentityFile \"/a \\\"b\\\\c\"");
         let (lines, files) = command_line(&os(&["-q", "-F", "none"]));
         assert_eq!(lines, ["LogLevel QUIET", "ForwardAgent no"]);
         assert_eq!(files, ConfigFiles::None);
