@@ -26,6 +26,14 @@ const MAX_PATTERNS: usize = 1024;
 /// cost: a long word times many alternatives); beyond that, as above.
 const MAX_EXPANDED: usize = 1 << 20;
 
+/// The longest bracket expression read as one, in symbols.
+const MAX_CLASS: usize = 64;
+
+/// The most steps one name's matching may take (live states times
+/// symbols, over all patterns): a name that costs more against the user's
+/// patterns is refused.
+const MAX_MATCH_STEPS: usize = 1 << 24;
+
 /// The names a download may bring.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NameFilter {
@@ -54,6 +62,8 @@ enum Symbol {
     Byte(u8),
     /// `{1..100000}`: a run of digits (never in a name).
     Digits,
+    /// `"$VAR"`: any text (never in a name).
+    Expansion,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -85,7 +95,7 @@ enum ClassItem {
 }
 
 /// A piece of a word as the remote shell reads it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Piece {
     /// A byte; quoted bytes are never special.
     Byte { byte: u8, quoted: bool },
@@ -132,13 +142,15 @@ impl NameFilter {
     /// may arrive at the top of the transfer.
     pub fn allows(&self, name: &[u8], directory: bool) -> bool {
         let symbols = symbols(name);
+        // For all patterns together: a name that costs more is refused.
+        let mut budget = MAX_MATCH_STEPS;
         self.patterns.iter().any(|pattern| match pattern {
             Pattern::Any => true,
             // A directory's real name, which is not hidden (a hostile
             // server would send `.ssh`).
             Pattern::AnyDirectory => directory && !name.starts_with(b"."),
             Pattern::Glob { tokens, literal } => {
-                literal.as_deref() == Some(name) || glob_match(tokens, &symbols)
+                literal.as_deref() == Some(name) || glob_match(tokens, &symbols, &mut budget)
             }
         })
     }
@@ -160,8 +172,9 @@ fn shell_words(request: &[u8]) -> Vec<Word> {
     };
     let mut words = lex(false);
     if request.contains(&b'$') {
+        let mut seen: std::collections::HashSet<Word> = words.iter().cloned().collect();
         for word in lex(true) {
-            if !words.contains(&word) {
+            if seen.insert(word.clone()) {
                 words.push(word);
             }
         }
@@ -307,7 +320,18 @@ impl Lexer<'_> {
         match self.peek() {
             Some(b'(') => {
                 self.at += 1;
+                let start = self.at;
                 self.skip_to_close(b'(', b')')?;
+                // A case pattern ends with a lone `)`, which the counting
+                // above cannot tell from the end: such a request is not
+                // modelled, and brings nothing.
+                let inner = &self.input[start..self.at];
+                if inner
+                    .split(|b| !(b.is_ascii_alphanumeric() || *b == b'_'))
+                    .any(|token| token == b"case")
+                {
+                    return Err(SyntaxError);
+                }
             }
             Some(b'{') => {
                 self.at += 1;
@@ -328,87 +352,25 @@ impl Lexer<'_> {
     }
 
     /// bash's `$'...'`, after its opening quote: the string with its
-    /// escapes decoded, as quoted bytes (a NUL ends it, as in bash).
+    /// escapes decoded, as quoted bytes (a NUL ends it, as in bash). Where
+    /// it ends is found first, as bash's parser finds it (a backslash
+    /// escapes whatever follows); only then is it decoded.
     fn ansi_c_quoted(&mut self, word: &mut Word) -> Result<(), SyntaxError> {
-        let mut ended = false;
-        let mut push = |word: &mut Word, bytes: &[u8]| {
-            for &byte in bytes {
-                ended |= byte == 0;
-                if !ended {
-                    word.push(Piece::Byte { byte, quoted: true });
-                }
-            }
-        };
+        let start = self.at;
         loop {
             match self.next().ok_or(SyntaxError)? {
-                b'\'' => return Ok(()),
                 b'\\' => {
-                    let escape = self.next().ok_or(SyntaxError)?;
-                    let simple = match escape {
-                        b'a' => Some(7),
-                        b'b' => Some(8),
-                        b'e' | b'E' => Some(0x1b),
-                        b'f' => Some(0x0c),
-                        b'n' => Some(b'\n'),
-                        b'r' => Some(b'\r'),
-                        b't' => Some(b'\t'),
-                        b'v' => Some(0x0b),
-                        b'\\' | b'\'' | b'"' | b'?' => Some(escape),
-                        _ => None,
-                    };
-                    if let Some(byte) = simple {
-                        push(word, &[byte]);
-                        continue;
-                    }
-                    match escape {
-                        b'0'..=b'7' => {
-                            let mut value = u32::from(escape - b'0');
-                            for _ in 0..2 {
-                                match self.peek() {
-                                    Some(d @ b'0'..=b'7') => {
-                                        value = value * 8 + u32::from(d - b'0');
-                                        self.at += 1;
-                                    }
-                                    _ => break,
-                                }
-                            }
-                            push(word, &[(value & 0xff) as u8]);
-                        }
-                        b'x' | b'u' | b'U' => {
-                            let most = match escape {
-                                b'x' => 2,
-                                b'u' => 4,
-                                _ => 8,
-                            };
-                            let mut value = 0u32;
-                            let mut digits = 0;
-                            while digits < most
-                                && let Some(d) = self.peek().and_then(|b| (b as char).to_digit(16))
-                            {
-                                value = value.saturating_mul(16).saturating_add(d);
-                                digits += 1;
-                                self.at += 1;
-                            }
-                            if digits == 0 {
-                                push(word, &[b'\\', escape]);
-                            } else if escape == b'x' {
-                                push(word, &[(value & 0xff) as u8]);
-                            } else {
-                                let ch =
-                                    char::from_u32(value).unwrap_or(char::REPLACEMENT_CHARACTER);
-                                push(word, ch.encode_utf8(&mut [0; 4]).as_bytes());
-                            }
-                        }
-                        b'c' => {
-                            let control = self.next().ok_or(SyntaxError)?;
-                            push(word, &[control & 0x1f]);
-                        }
-                        other => push(word, &[b'\\', other]),
-                    }
+                    self.next();
                 }
-                byte => push(word, &[byte]),
+                b'\'' => break,
+                _ => {}
             }
         }
+        let text = &self.input[start..self.at - 1];
+        let decoded = ansi_c_decode(text);
+        let kept = decoded.split(|&b| b == 0).next().unwrap_or_default();
+        word.extend(kept.iter().map(|&byte| Piece::Byte { byte, quoted: true }));
+        Ok(())
     }
 
     /// Skips to the `close` that matches an `open` just consumed, over
@@ -455,6 +417,95 @@ impl Lexer<'_> {
             }
         }
     }
+}
+
+/// The escapes of bash's `$'...'` decoded: `\a \b \e \f \n \r \t \v`,
+/// `\\ \' \" \?`, octal `\nnn`, `\xHH`, `\uHHHH`, `\UHHHHHHHH`, `\cX`;
+/// any other backslash stays as it is.
+fn ansi_c_decode(text: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len());
+    let mut i = 0;
+    while let Some(&byte) = text.get(i) {
+        i += 1;
+        if byte != b'\\' {
+            out.push(byte);
+            continue;
+        }
+        let Some(&escape) = text.get(i) else {
+            out.push(b'\\');
+            break;
+        };
+        i += 1;
+        let simple = match escape {
+            b'a' => Some(7),
+            b'b' => Some(8),
+            b'e' | b'E' => Some(0x1b),
+            b'f' => Some(0x0c),
+            b'n' => Some(b'\n'),
+            b'r' => Some(b'\r'),
+            b't' => Some(b'\t'),
+            b'v' => Some(0x0b),
+            b'\\' | b'\'' | b'"' | b'?' => Some(escape),
+            _ => None,
+        };
+        if let Some(byte) = simple {
+            out.push(byte);
+            continue;
+        }
+        match escape {
+            b'0'..=b'7' => {
+                let mut value = u32::from(escape - b'0');
+                for _ in 0..2 {
+                    match text.get(i) {
+                        Some(&d @ b'0'..=b'7') => {
+                            value = value * 8 + u32::from(d - b'0');
+                            i += 1;
+                        }
+                        _ => break,
+                    }
+                }
+                out.push((value & 0xff) as u8);
+            }
+            b'x' | b'u' | b'U' => {
+                let most = match escape {
+                    b'x' => 2,
+                    b'u' => 4,
+                    _ => 8,
+                };
+                let mut value = 0u32;
+                let mut digits = 0;
+                while digits < most
+                    && let Some(d) = text.get(i).and_then(|&b| char::from(b).to_digit(16))
+                {
+                    value = value.saturating_mul(16).saturating_add(d);
+                    digits += 1;
+                    i += 1;
+                }
+                if digits == 0 {
+                    out.extend_from_slice(&[b'\\', escape]);
+                } else if escape == b'x' {
+                    out.push((value & 0xff) as u8);
+                } else {
+                    let ch = char::from_u32(value).unwrap_or(char::REPLACEMENT_CHARACTER);
+                    out.extend_from_slice(ch.encode_utf8(&mut [0; 4]).as_bytes());
+                }
+            }
+            b'c' => match text.get(i) {
+                // `\c\\` takes the escaped backslash whole.
+                Some(b'\\') if text.get(i + 1) == Some(&b'\\') => {
+                    out.push(b'\\' & 0x1f);
+                    i += 2;
+                }
+                Some(&control) => {
+                    out.push(control & 0x1f);
+                    i += 1;
+                }
+                None => out.extend_from_slice(b"\\c"),
+            },
+            other => out.extend_from_slice(&[b'\\', other]),
+        }
+    }
+    out
 }
 
 /// The words a request word may become: bash's brace expansion of it
@@ -581,6 +632,11 @@ fn find_brace_group(word: &[Piece]) -> Option<(usize, usize, Group)> {
 /// bash's `{x..y[..step]}`: integers (zero-padded when an end is) or
 /// single characters.
 fn sequence(inner: &[Piece]) -> Option<Group> {
+    // The longest is two 20-digit numbers and a step: anything longer is
+    // no sequence (and is not worth collecting, nested groups being many).
+    if inner.len() > 64 {
+        return None;
+    }
     let text: Vec<u8> = inner
         .iter()
         .map(|p| match p {
@@ -669,79 +725,70 @@ fn pattern_for(component: &[Piece]) -> Option<Pattern> {
     if component == [Piece::Home] {
         return Some(Pattern::AnyDirectory);
     }
-    let last_expansion = component
+    let tokens = compile(&syms(component));
+    // Only a component that is all text has a literal reading.
+    let literal: Option<Vec<u8>> = component
         .iter()
-        .rposition(|p| *p == Piece::Expansion { quoted: true });
-    let Some(last_expansion) = last_expansion else {
-        if component.contains(&Piece::Digits) {
-            return Some(Pattern::Glob {
-                tokens: compile(&syms(component)),
-                literal: None,
-            });
-        }
-        let literal: Vec<u8> = component
-            .iter()
-            .filter_map(|p| match p {
-                Piece::Byte { byte, .. } => Some(*byte),
-                _ => None,
-            })
-            .collect();
-        if literal == b"." || literal == b".." {
-            return Some(Pattern::AnyDirectory);
-        }
-        return Some(Pattern::Glob {
-            tokens: compile(&syms(component)),
-            literal: Some(literal),
-        });
-    };
-    let mut tokens = vec![Token::AnyText];
-    tokens.extend(compile(&syms(&component[last_expansion + 1..])));
-    Some(Pattern::Glob {
-        tokens,
-        literal: None,
-    })
-}
-
-/// The symbols of the bytes among `pieces`, each marked quoted if its
-/// first byte was.
-fn syms(pieces: &[Piece]) -> Vec<Sym> {
-    if pieces.contains(&Piece::Digits) {
-        let digits = Sym {
-            symbol: Symbol::Digits,
-            quoted: false,
-        };
-        return pieces
-            .split(|p| *p == Piece::Digits)
-            .map(syms)
-            .collect::<Vec<_>>()
-            .join(&digits);
-    }
-    let (bytes, quoted): (Vec<u8>, Vec<bool>) = pieces
-        .iter()
-        .filter_map(|p| match p {
-            Piece::Byte { byte, quoted } => Some((*byte, *quoted)),
+        .map(|p| match p {
+            Piece::Byte { byte, .. } => Some(*byte),
             _ => None,
         })
-        .unzip();
-    let mut out = Vec::with_capacity(bytes.len());
+        .collect();
+    if let Some(literal) = &literal
+        && (literal == b"." || literal == b"..")
+    {
+        return Some(Pattern::AnyDirectory);
+    }
+    Some(Pattern::Glob { tokens, literal })
+}
+
+/// The symbols of `pieces`: their bytes as characters, each marked quoted
+/// if its first byte was, and a symbol of its own for what a quoted
+/// expansion or a long sequence stands for.
+fn syms(pieces: &[Piece]) -> Vec<Sym> {
+    let mut out = Vec::with_capacity(pieces.len());
+    let mut run: Vec<(u8, bool)> = Vec::new();
+    for piece in pieces {
+        let special = match piece {
+            Piece::Byte { byte, quoted } => {
+                run.push((*byte, *quoted));
+                continue;
+            }
+            Piece::Expansion { .. } => Symbol::Expansion,
+            Piece::Digits => Symbol::Digits,
+            Piece::Home => continue,
+        };
+        decode_run(&run, &mut out);
+        run.clear();
+        out.push(Sym {
+            symbol: special,
+            quoted: false,
+        });
+    }
+    decode_run(&run, &mut out);
+    out
+}
+
+/// Bytes (with their quoting) as symbols: characters where they are UTF-8.
+fn decode_run(run: &[(u8, bool)], out: &mut Vec<Sym>) {
+    let bytes: Vec<u8> = run.iter().map(|&(b, _)| b).collect();
     let mut at = 0;
     for chunk in bytes.utf8_chunks() {
         for ch in chunk.valid().chars() {
             out.push(Sym {
                 symbol: Symbol::Char(ch),
-                quoted: quoted[at],
+                quoted: run[at].1,
             });
             at += ch.len_utf8();
         }
         for &byte in chunk.invalid() {
             out.push(Sym {
                 symbol: Symbol::Byte(byte),
-                quoted: quoted[at],
+                quoted: run[at].1,
             });
             at += 1;
         }
     }
-    out
 }
 
 fn symbols(bytes: &[u8]) -> Vec<Symbol> {
@@ -755,6 +802,27 @@ fn symbols(bytes: &[u8]) -> Vec<Symbol> {
 
 /// Glob tokens: unquoted `*`, `?` and `[...]` are special, all else literal.
 fn compile(component: &[Sym]) -> Vec<Token> {
+    // Where the next `:]` starts, from each position: named classes are
+    // found without a search per `[:`.
+    let special = |i: usize, c: char| {
+        component
+            .get(i)
+            .is_some_and(|s| !s.quoted && s.symbol == Symbol::Char(c))
+    };
+    let mut colon_close = vec![None; component.len() + 1];
+    let mut close = vec![None; component.len() + 1];
+    for i in (0..component.len()).rev() {
+        colon_close[i] = if special(i, ':') && special(i + 1, ']') {
+            Some(i)
+        } else {
+            colon_close[i + 1]
+        };
+        close[i] = if special(i, ']') {
+            Some(i)
+        } else {
+            close[i + 1]
+        };
+    }
     let mut tokens = Vec::new();
     let mut i = 0;
     while let Some(s) = component.get(i) {
@@ -765,9 +833,23 @@ fn compile(component: &[Sym]) -> Vec<Token> {
         }
         match s.symbol {
             Symbol::Digits => tokens.push(Token::Digits),
-            Symbol::Char('*') => tokens.push(Token::AnyString),
+            // Stars in a row are one star: the first decides whether a
+            // leading dot may match (`*"$x"` cannot bring one).
+            Symbol::Expansion | Symbol::Char('*') => {
+                if !matches!(tokens.last(), Some(Token::AnyString | Token::AnyText)) {
+                    tokens.push(if s.symbol == Symbol::Expansion {
+                        Token::AnyText
+                    } else {
+                        Token::AnyString
+                    });
+                }
+            }
             Symbol::Char('?') => tokens.push(Token::AnySymbol),
-            Symbol::Char('[') => match parse_class(component, i) {
+            // Without a `]` after its first member, it is no class.
+            Symbol::Char('[') if close.get(i + 1).copied().flatten().is_none() => {
+                tokens.push(Token::Literal(s.symbol));
+            }
+            Symbol::Char('[') => match parse_class(component, i, &colon_close) {
                 Some((class, next)) => {
                     tokens.push(Token::Class(class));
                     i = next;
@@ -783,7 +865,11 @@ fn compile(component: &[Sym]) -> Vec<Token> {
 /// Parses a bracket expression starting after its `[`; returns it and the
 /// position after its `]`, or `None` when it is not closed (then the `[`
 /// is an ordinary character, as in the shell).
-fn parse_class(component: &[Sym], start: usize) -> Option<(Class, usize)> {
+fn parse_class(
+    component: &[Sym],
+    start: usize,
+    colon_close: &[Option<usize>],
+) -> Option<(Class, usize)> {
     let special = |i: usize, c: char| {
         component
             .get(i)
@@ -796,19 +882,28 @@ fn parse_class(component: &[Sym], start: usize) -> Option<(Class, usize)> {
     }
     let mut items = Vec::new();
     let mut first = true;
-    while let Some(s) = component.get(i) {
+    // A longer one is taken as written, its `[` as itself: no real class is
+    // so long, and every `[` of a component may start a search.
+    let limit = (start + MAX_CLASS).min(component.len());
+    while let Some(s) = component[..limit].get(i) {
         if !first && special(i, ']') {
             return Some((Class { negated, items }, i + 1));
         }
         first = false;
         if special(i, '[') && special(i + 1, ':') {
-            let end = (i + 2..component.len()).find(|&k| special(k, ':') && special(k + 1, ']'));
+            let end = colon_close
+                .get(i + 2)
+                .copied()
+                .flatten()
+                .filter(|&k| k + 1 < limit);
             if let Some(end) = end {
                 let name: String = component[i + 2..end]
                     .iter()
                     .map(|s| match s.symbol {
                         Symbol::Char(c) => c,
-                        Symbol::Byte(_) | Symbol::Digits => char::REPLACEMENT_CHARACTER,
+                        Symbol::Byte(_) | Symbol::Digits | Symbol::Expansion => {
+                            char::REPLACEMENT_CHARACTER
+                        }
                     })
                     .collect();
                 items.push(ClassItem::Named(name));
@@ -867,7 +962,7 @@ fn named_class(name: &str, c: char) -> bool {
 /// by a literal `.` (or by text an expansion produced). The tokens run as
 /// an automaton over the name, only its live states kept: time in live
 /// states times symbols, whatever the stars (no backtracking).
-fn glob_match(tokens: &[Token], name: &[Symbol]) -> bool {
+fn glob_match(tokens: &[Token], name: &[Symbol], budget: &mut usize) -> bool {
     if name.first() == Some(&Symbol::Char('.'))
         && !matches!(
             tokens.first(),
@@ -902,6 +997,10 @@ fn glob_match(tokens: &[Token], name: &[Symbol]) -> bool {
     close(&mut live, &mut |states, i| add(states, i, 0));
     for (at, &symbol) in name.iter().enumerate() {
         let step = at + 1;
+        match budget.checked_sub(live.len()) {
+            Some(left) => *budget = left,
+            None => return false,
+        }
         let mut next = Vec::with_capacity(live.len());
         for &i in &live {
             let Some(token) = tokens.get(i) else {
@@ -1206,6 +1305,49 @@ mod tests {
         assert!(!filter.allows(format!("ab{}{tail}y", "a".repeat(8)).as_bytes(), false));
         let many = format!("{} ", "{a,b}".repeat(10)).repeat(2000);
         assert!(NameFilter::for_request(many.as_bytes()).allows(b"abababababa", false));
+    }
+
+    #[test]
+    fn a_quoted_expansion_keeps_the_text_around_it() {
+        assert!(allows("/x/\"a$N\"", "abc"));
+        assert!(!allows("/x/\"a$N\"", ".bashrc"));
+        assert!(!allows("logs/app-\"$(date +%F)\"", ".bashrc"));
+        assert!(allows("logs/app-\"$(date +%F)\"", "app-2026-12-01"));
+        assert!(allows("logs/app-\"$(date +%F)\".log", "app-1.log"));
+        assert!(!allows("logs/app-\"$(date +%F)\".log", "app-1.txt"));
+        assert!(!allows("/x/*\"$x\"", ".b"), "the star comes first");
+        assert!(allows("/x/\"$x\"*", ".b"));
+    }
+
+    #[test]
+    fn bash_strings_end_where_bash_ends_them() {
+        // bash: one word, `\c .bashrc '`.
+        let request = "$'\\c'' .bashrc '\\'";
+        assert!(!allows(request, ".bashrc"));
+        assert!(allows(request, "\\c .bashrc '"));
+        assert!(allows("$'\\c\\\\x'", "\u{1c}x"));
+        assert!(allows("$'a\\c'", "a\\c"));
+        // A case pattern's `)` is not the end of $(...): not modelled.
+        let request = "\"$(case a in a) \" .bashrc \"x;; esac)\"y";
+        assert!(!allows(request, ".bashrc"));
+        assert!(!allows(request, "y"));
+    }
+
+    #[test]
+    fn pathological_requests_cost_little() {
+        let started = std::time::Instant::now();
+        let classes = format!("{}{{1..1000}}", "[[:".repeat(330));
+        let filter = NameFilter::for_request(classes.as_bytes());
+        assert!(filter.allows(format!("{}7", "[[:".repeat(330)).as_bytes(), false));
+        let nested = format!("{}{}", "{".repeat(60_000), "}".repeat(60_000));
+        let _ = NameFilter::for_request(nested.as_bytes());
+        let stars = format!("{}{{1..400}}", "*a".repeat(1200));
+        let filter = NameFilter::for_request(stars.as_bytes());
+        let _ = filter.allows(&[b'a'; 2047], false);
+        let words: String = (0..20_000).map(|i| format!("$x{i} ")).collect();
+        let _ = NameFilter::for_request(words.as_bytes());
+        // Not a speed: each of these took from seconds to minutes.
+        assert!(started.elapsed() < std::time::Duration::from_secs(20));
     }
 
     #[test]
