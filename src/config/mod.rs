@@ -202,6 +202,12 @@ impl<'r> Reader<'r> {
     /// The destination's own parts, then the command-line options.
     fn command_line(&mut self) -> Result<(), ConfigError> {
         let request = self.request;
+        // ~/.ssh would name another directory (see `line` on such bytes).
+        if request.home.contains(char::REPLACEMENT_CHARACTER) {
+            return Err(ConfigError(
+                "the home directory's name is not UTF-8: ~/.ssh cannot be read".into(),
+            ));
+        }
         if let Some(port) = request.port {
             self.raw.port.get_or_insert(port);
         }
