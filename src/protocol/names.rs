@@ -32,7 +32,7 @@ const MAX_CLASS: usize = 64;
 /// The most steps one name's matching may take (live states times
 /// symbols, over all patterns): a name that costs more against the user's
 /// patterns is refused.
-const MAX_MATCH_STEPS: usize = 1 << 24;
+const MAX_MATCH_STEPS: usize = 1 << 21;
 
 /// The names a download may bring.
 #[derive(Debug, Clone, PartialEq, Eq)]
