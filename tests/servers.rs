@@ -50,7 +50,7 @@ impl Dropbear {
             .local_addr()
             .unwrap()
             .port();
-        let child = Command::new("dropbear")
+        let mut child = Command::new("dropbear")
             .args(["-F", "-E", "-s", "-m", "-p"])
             .arg(format!("127.0.0.1:{port}"))
             .arg("-r")
@@ -61,8 +61,14 @@ impl Dropbear {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
+        // Ready when a Dropbear answers on the port and ours is still alive
+        // (if another server took the port first, ours exits).
         let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while !dropbear_answers(port) {
+            assert!(
+                matches!(child.try_wait(), Ok(None)),
+                "dropbear exited at start"
+            );
             assert!(Instant::now() < deadline, "dropbear did not start");
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -73,6 +79,17 @@ impl Dropbear {
             _dir: dir,
         })
     }
+}
+
+/// Whether the server on `port` greets as Dropbear.
+fn dropbear_answers(port: u16) -> bool {
+    use std::io::Read;
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut greeting = [0u8; 16];
+    stream.read_exact(&mut greeting).is_ok() && greeting.starts_with(b"SSH-2.0-dropbear")
 }
 
 impl Drop for Dropbear {

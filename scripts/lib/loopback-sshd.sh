@@ -37,12 +37,14 @@ loopback_sshd_start() {
         } >"$dir/sshd_config"
         "$SSHD" -D -e -f "$dir/sshd_config" 2>"$dir/sshd.log" &
         SSHD_PID=$!
+        # Ours is ready when it says so: a port that answers may be another's.
         for _ in $(seq 100); do
-            loopback_port_is_open "$port" && break
+            grep -qF "Server listening on 127.0.0.1 port $port." "$dir/sshd.log" && break
             kill -0 "$SSHD_PID" 2>/dev/null || break
             sleep 0.05
         done
-        if loopback_port_is_open "$port"; then
+        if grep -qF "Server listening on 127.0.0.1 port $port." "$dir/sshd.log" &&
+            kill -0 "$SSHD_PID" 2>/dev/null; then
             SSHD_PORT=$port
             break
         fi

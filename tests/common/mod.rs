@@ -114,7 +114,7 @@ impl Sshd {
                 .stderr(log)
                 .spawn()
                 .expect("start sshd");
-            if wait_listening(port, &mut child) {
+            if wait_listening(port, &mut child, &d.join("sshd.log")) {
                 let host_key = fs::read_to_string(d.join("host_key.pub")).expect("host key");
                 let key = host_key
                     .split_whitespace()
@@ -238,14 +238,19 @@ fn free_port() -> u16 {
     listener.local_addr().expect("local addr").port()
 }
 
-fn wait_listening(port: u16, child: &mut Child) -> bool {
+/// Waits until this sshd says it listens on `port`. A connect alone is not
+/// enough: another test's server may have taken the same port in the
+/// moment between `free_port` and sshd's bind, and answer in its place.
+fn wait_listening(port: u16, child: &mut Child, log: &Path) -> bool {
+    let listening = format!("Server listening on 127.0.0.1 port {port}.");
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
         if let Ok(Some(_)) = child.try_wait() {
             return false;
         }
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return true;
+        let said = fs::read_to_string(log).unwrap_or_default();
+        if said.contains(&listening) {
+            return TcpStream::connect(("127.0.0.1", port)).is_ok();
         }
         std::thread::sleep(Duration::from_millis(20));
     }
