@@ -12,9 +12,11 @@ use crate::cli::{Invocation, RemoteToRemote};
 use crate::escape::path_for_terminal;
 use crate::operand::Remote;
 use crate::plan::{self, Destination, ToLocal, ToRemote};
+use crate::engine::{DataWrite, SessionError};
+use crate::events::Events;
 use crate::protocol::{
-    CHUNK, DataWrite, Events, NameFilter, Relay, RelayOptions, SessionError, Sink, SinkOptions,
-    Source, SourceOptions, bytes_per_second, require_directory,
+    CHUNK, NameFilter, Relay, RelayOptions, Sink, SinkOptions, Source, SourceOptions,
+    bytes_per_second, require_directory,
 };
 use crate::report::{self, LocalEnd};
 use crate::transport::ssh::{Lane, NativeTransport};

@@ -7,7 +7,9 @@
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod engine;
 pub mod escape;
+pub mod events;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod manual;

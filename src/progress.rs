@@ -4,7 +4,7 @@
 //! The figures are computed exactly as scp's progressmeter.c computes them
 //! (its 1024-based sizes, its aged rate, its ETA and "- stalled -"); the
 //! lines are drawn with indicatif. Nothing in the protocol engine knows
-//! about any of this: it reports through [`crate::protocol::Events`].
+//! about any of this: it reports through [`crate::events::Events`].
 
 use std::io::IsTerminal;
 use std::sync::Mutex;
@@ -14,6 +14,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use unicode_width::UnicodeWidthChar;
 
 use crate::escape::for_terminal;
+use crate::events::FileId;
 
 /// scp's units: bytes, then K, M, G, T (1024-based).
 const UNITS: [char; 5] = [' ', 'K', 'M', 'G', 'T'];
@@ -248,7 +249,8 @@ pub struct Meter {
 
 struct State {
     width: usize,
-    file: Option<(ProgressBar, FileMeter)>,
+    /// The files in flight, oldest first, each with its line.
+    files: Vec<(FileId, ProgressBar, FileMeter)>,
     total_bar: Option<ProgressBar>,
     totals: Totals,
 }
@@ -273,7 +275,7 @@ impl Meter {
             multi: MultiProgress::with_draw_target(target),
             state: Mutex::new(State {
                 width,
-                file: None,
+                files: Vec::new(),
                 total_bar: None,
                 totals: Totals {
                     started: Instant::now(),
@@ -304,7 +306,7 @@ impl Meter {
         self.state().totals.expected = Some((files, bytes));
     }
 
-    pub fn file_started(&self, name: &[u8], size: u64) {
+    pub fn file_started(&self, file: FileId, name: &[u8], size: u64) {
         let mut state = self.state();
         let now = Instant::now();
         let several = match state.totals.expected {
@@ -322,24 +324,26 @@ impl Meter {
         if let Some(line) = meter.refresh(now, state.width) {
             bar.set_message(line);
         }
-        state.file = Some((bar, meter));
+        state.files.push((file, bar, meter));
         self.update_total(&mut state, now);
     }
 
-    pub fn file_progress(&self, bytes: u64) {
-        if let Some((_, meter)) = self.state().file.as_mut() {
+    pub fn file_progress(&self, file: FileId, bytes: u64) {
+        let mut state = self.state();
+        if let Some((_, _, meter)) = state.files.iter_mut().find(|(id, ..)| *id == file) {
             meter.add(bytes);
         }
     }
 
     /// The file's last line stays on the screen, as scp leaves it.
-    pub fn file_finished(&self) {
+    pub fn file_finished(&self, file: FileId) {
         let mut state = self.state();
         let now = Instant::now();
         let width = state.width;
-        let Some((bar, mut meter)) = state.file.take() else {
+        let Some(index) = state.files.iter().position(|(id, ..)| *id == file) else {
             return;
         };
+        let (_, bar, mut meter) = state.files.remove(index);
         let line = meter.refresh(now, width).unwrap_or_default();
         bar.finish_and_clear();
         self.multi.remove(&bar);
@@ -354,10 +358,10 @@ impl Meter {
         let mut state = self.state();
         let now = Instant::now();
         let width = state.width;
-        if let Some((bar, meter)) = state.file.as_mut()
-            && let Some(line) = meter.refresh(now, width)
-        {
-            bar.set_message(line);
+        for (_, bar, meter) in state.files.iter_mut() {
+            if let Some(line) = meter.refresh(now, width) {
+                bar.set_message(line);
+            }
         }
         self.update_total(&mut state, now);
     }
@@ -368,7 +372,7 @@ impl Meter {
     }
 
     fn update_total(&self, state: &mut State, now: Instant) {
-        let current = state.file.as_ref().map_or(0, |(_, m)| m.done());
+        let current = state.files.iter().map(|(_, _, m)| m.done()).sum();
         if let Some(total) = &state.total_bar {
             total.set_message(state.totals.line(current, now, state.width));
         }
@@ -391,7 +395,7 @@ impl Meter {
     /// The end of the run: the total line goes, the file lines stay.
     pub fn finish(&self) {
         let mut state = self.state();
-        if let Some((bar, _)) = state.file.take() {
+        for (_, bar, _) in state.files.drain(..) {
             bar.abandon();
         }
         if let Some(total) = state.total_bar.take() {

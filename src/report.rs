@@ -9,7 +9,7 @@ use std::sync::{Arc, OnceLock};
 
 use crate::escape::for_terminal;
 use crate::progress::Meter;
-use crate::protocol::Events;
+use crate::events::{Events, FileId};
 
 /// The progress meter of this run, once there is one.
 static METER: OnceLock<Arc<Meter>> = OnceLock::new();
@@ -110,21 +110,21 @@ impl Events for Reporter {
         }
     }
 
-    fn file_started(&self, name: &[u8], size: u64) {
+    fn file_started(&self, file: FileId, name: &[u8], size: u64) {
         if let Some(meter) = meter() {
-            meter.file_started(name, size);
+            meter.file_started(file, name, size);
         }
     }
 
-    fn file_progress(&self, bytes: u64) {
+    fn file_progress(&self, file: FileId, bytes: u64) {
         if let Some(meter) = meter() {
-            meter.file_progress(bytes);
+            meter.file_progress(file, bytes);
         }
     }
 
-    fn file_finished(&self) {
+    fn file_finished(&self, file: FileId) {
         if let Some(meter) = meter() {
-            meter.file_finished();
+            meter.file_finished(file);
         }
     }
 
@@ -164,21 +164,21 @@ impl Events for LocalEnd<'_> {
         }
     }
 
-    fn file_started(&self, name: &[u8], size: u64) {
+    fn file_started(&self, file: FileId, name: &[u8], size: u64) {
         if self.sending {
-            self.reporter.file_started(name, size);
+            self.reporter.file_started(file, name, size);
         }
     }
 
-    fn file_progress(&self, bytes: u64) {
+    fn file_progress(&self, file: FileId, bytes: u64) {
         if self.sending {
-            self.reporter.file_progress(bytes);
+            self.reporter.file_progress(file, bytes);
         }
     }
 
-    fn file_finished(&self) {
+    fn file_finished(&self, file: FileId) {
         if self.sending {
-            self.reporter.file_finished();
+            self.reporter.file_finished(file);
         }
     }
 

@@ -11,9 +11,9 @@ use std::sync::Mutex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use common::*;
-use rscp::protocol::{
-    Events, NameFilter, SessionError, Sink, SinkOptions, Source, SourceOptions, Summary,
-};
+use rscp::engine::{SessionError, Summary};
+use rscp::events::Events;
+use rscp::protocol::{NameFilter, Sink, SinkOptions, Source, SourceOptions};
 
 /// Records what the engine reports.
 #[derive(Default)]

@@ -9,7 +9,9 @@ use super::limit::Pacer;
 use super::names::NameFilter;
 use super::record::Record;
 use super::wire::{Incoming, Reply, Wire};
-use super::{CHUNK, Events, SessionError, Summary};
+use super::CHUNK;
+use crate::engine::{SessionError, Summary};
+use crate::events::{Events, FileId};
 
 #[derive(Debug, Clone, Default)]
 pub struct RelayOptions {
@@ -196,7 +198,8 @@ where
     /// A file's data and the origin's status byte to the destination; then
     /// the destination's final reply back to the origin.
     async fn pass_file(&mut self, name: &[u8], size: u64) -> Result<(), SessionError> {
-        self.events.file_started(name, size);
+        let file = FileId::next();
+        self.events.file_started(file, name, size);
         let piece = self.pacer.as_ref().map_or(CHUNK, |p| p.piece(CHUNK));
         let mut buf = vec![0u8; piece.min(CHUNK)];
         let mut left = size;
@@ -205,7 +208,7 @@ where
                 let len = left.min(buf.len() as u64) as usize;
                 self.from.read_data(&mut buf[..len]).await?;
                 self.to.write_data(&buf[..len]).await?;
-                self.events.file_progress(len as u64);
+                self.events.file_progress(file, len as u64);
                 if let Some(pacer) = self.pacer.as_mut() {
                     pacer.moved(len as u64).await;
                 }
@@ -214,7 +217,7 @@ where
             Ok::<(), SessionError>(())
         }
         .await;
-        self.events.file_finished();
+        self.events.file_finished(file);
         moved?;
         let status = self.from.read_reply().await?;
         if let Reply::Error(message) | Reply::Fatal(message) = &status {

@@ -16,7 +16,9 @@ use super::limit::Pacer;
 use super::names::NameFilter;
 use super::record::{Record, Times};
 use super::wire::{Incoming, Reply, Wire};
-use super::{CHUNK, Events, SessionError, Summary, blocking};
+use super::{CHUNK, blocking};
+use crate::engine::{SessionError, Summary};
+use crate::events::{Events, FileId};
 use crate::escape::{io_reason, path_for_terminal as shown};
 
 /// Permission bits plus setuid, setgid and sticky: what `-p` restores.
@@ -208,11 +210,12 @@ where
         let regular = file.metadata().is_ok_and(|m| m.is_file());
         self.wire.send_ok().await?;
 
-        self.events.file_started(name, size);
+        let id = FileId::next();
+        self.events.file_started(id, name, size);
         let received = self
-            .receive_data(&file, size, existing.is_none(), regular)
+            .receive_data(&file, id, size, existing.is_none(), regular)
             .await;
-        self.events.file_finished();
+        self.events.file_finished(id);
         // The first problem is the one reported, as scp does.
         let mut problem = received?.map(|why| format!("{shown}: {why}"));
         let write_failed = problem.is_some();
@@ -262,6 +265,7 @@ where
     async fn receive_data(
         &mut self,
         file: &Arc<File>,
+        id: FileId,
         size: u64,
         new_file: bool,
         regular: bool,
@@ -289,7 +293,7 @@ where
                 self.buffers.push(done);
             }
             read?;
-            self.events.file_progress(len as u64);
+            self.events.file_progress(id, len as u64);
             if let Some(pacer) = self.pacer.as_mut() {
                 pacer.moved(len as u64).await;
             }

@@ -12,8 +12,10 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncRead;
 
 use super::limit::Pacer;
-use super::wire::{DataWrite, Reply, Wire};
-use super::{CHUNK, Events, SessionError, Summary, blocking, record};
+use super::wire::{Reply, Wire};
+use super::{CHUNK, blocking, record};
+use crate::engine::{DataWrite, SessionError, Summary};
+use crate::events::{Events, FileId};
 use crate::escape::{io_reason, path_for_terminal as shown};
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -225,9 +227,10 @@ where
         if !self.expect_ok().await? {
             return Ok(());
         }
-        self.events.file_started(name, size);
-        let sent = self.send_data(Arc::new(file), size).await;
-        self.events.file_finished();
+        let id = FileId::next();
+        self.events.file_started(id, name, size);
+        let sent = self.send_data(Arc::new(file), id, size).await;
+        self.events.file_finished(id);
         if let Some(reason) = sent? {
             // The data was padded to keep the stream in step; the sink is
             // told the file is bad instead of being sent the `\0`.
@@ -244,6 +247,7 @@ where
     async fn send_data(
         &mut self,
         file: Arc<File>,
+        id: FileId,
         size: u64,
     ) -> Result<Option<String>, SessionError> {
         if size == 0 {
@@ -297,9 +301,9 @@ where
                 let data = buf.freeze();
                 self.handed_over.push_back(data.clone());
                 self.wire.write_owned(data).await?;
-                self.events.file_progress(len as u64);
+                self.events.file_progress(id, len as u64);
             } else {
-                let written = self.write_paced(&buf, len).await;
+                let written = self.write_paced(&buf, id, len).await;
                 buf.truncate(len);
                 written?;
                 if next.is_some() {
@@ -336,7 +340,7 @@ where
 
     /// Writes a chunk (`len` data bytes, perhaps followed by the status
     /// byte), reporting progress, at the `-l` pace if there is one.
-    async fn write_paced(&mut self, buf: &[u8], len: usize) -> Result<(), SessionError> {
+    async fn write_paced(&mut self, buf: &[u8], id: FileId, len: usize) -> Result<(), SessionError> {
         let piece = self
             .pacer
             .as_ref()
@@ -344,8 +348,8 @@ where
         let mut offset = 0;
         for part in buf.chunks(piece) {
             self.wire.write_data(part).await?;
-            self.events
-                .file_progress(part.len().min(len.saturating_sub(offset)) as u64);
+            let data = part.len().min(len.saturating_sub(offset));
+            self.events.file_progress(id, data as u64);
             offset += part.len();
             if let Some(pacer) = self.pacer.as_mut() {
                 pacer.moved(part.len() as u64).await;
@@ -579,7 +583,7 @@ mod tests {
             OneAtATime(b"\0\0\0"),
             writer,
             SourceOptions::default(),
-            &super::super::NoEvents,
+            &crate::events::NoEvents,
         );
         source.start().await.unwrap();
         source.send(&path).await.unwrap();

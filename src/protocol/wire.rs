@@ -7,7 +7,9 @@ use bytes::Bytes;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 
 use super::record::{self, Record};
-use super::{Events, MAX_LINE, PEER_PREFIX, SessionError};
+use super::{MAX_LINE, PEER_PREFIX};
+use crate::engine::{DataWrite, SessionError};
+use crate::events::Events;
 use crate::escape::for_terminal;
 
 /// Buffer for control lines; data reads larger than this bypass it.
@@ -34,37 +36,6 @@ pub(crate) enum Incoming {
     /// A well-formed record, and its line (without the newline).
     Record(Record, Vec<u8>),
 }
-
-/// Where a source's file data goes. A writer that can take a buffer as it
-/// is (an SSH channel, which would otherwise copy every write) says so and
-/// saves the engine a copy of every byte.
-pub trait DataWrite: AsyncWrite + Unpin {
-    /// Whether `send_owned` takes buffers.
-    fn takes_owned(&self) -> bool {
-        false
-    }
-
-    /// Starts sending `data`, or gives it back. Called only with nothing
-    /// in flight (after a flush); the next flush waits for it to go.
-    fn send_owned(self: Pin<&mut Self>, data: Bytes) -> Result<(), Bytes> {
-        Err(data)
-    }
-}
-
-impl<T: DataWrite + ?Sized> DataWrite for Pin<Box<T>> {
-    fn takes_owned(&self) -> bool {
-        (**self).takes_owned()
-    }
-
-    fn send_owned(self: Pin<&mut Self>, data: Bytes) -> Result<(), Bytes> {
-        self.get_mut().as_mut().send_owned(data)
-    }
-}
-
-// Writers that copy anyway: pipes and stdout.
-impl DataWrite for tokio::process::ChildStdin {}
-impl DataWrite for tokio::io::Stdout {}
-impl<T: AsyncWrite> DataWrite for tokio::io::WriteHalf<T> {}
 
 pub(crate) struct Wire<R, W> {
     reader: BufReader<R>,

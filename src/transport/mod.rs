@@ -16,7 +16,8 @@ use tokio::io::AsyncRead;
 pub use program::ProgramTransport;
 
 use crate::operand::Remote;
-use crate::protocol::{DataWrite, Events};
+use crate::engine::DataWrite;
+use crate::events::Events;
 
 /// A remote command running at the other end of a transport.
 pub struct Channel {

@@ -26,7 +26,7 @@ use russh::{ChannelMsg, ChannelReadHalf, ChannelWriteHalf};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::watch;
 
-use crate::protocol::DataWrite;
+use crate::engine::DataWrite;
 
 type WaitFuture = Pin<Box<dyn Future<Output = Option<ChannelMsg>> + Send>>;
 type SendFuture = Pin<Box<dyn Future<Output = Result<(), russh::Error>> + Send>>;

@@ -15,7 +15,7 @@ use super::log::Log;
 use crate::config::{self, ConfigFiles, LogLevel, Request};
 use crate::escape::for_terminal;
 use crate::operand::Remote;
-use crate::protocol::Events;
+use crate::events::Events;
 use crate::transport::{Channel, Completion};
 
 /// How long a closing session may take to say goodbye.

@@ -1,0 +1,84 @@
+//! What every transfer engine (SCP, SFTP) has in common: the writer it
+//! sends through, and how a session ends.
+
+use std::fmt;
+use std::pin::Pin;
+
+use bytes::Bytes;
+use tokio::io::AsyncWrite;
+
+/// Why a session ended early. Per-file problems are not session errors:
+/// they are reported through [`crate::events::Events::error`] and counted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionError {
+    /// The stream ended or failed where more was due.
+    LostConnection,
+    /// The peer broke the protocol; the text says how.
+    Protocol(String),
+    /// The peer sent a fatal error (already shown through the events) or
+    /// text that is not part of the protocol.
+    PeerFailed,
+    /// A local condition that ends the session, such as `-d` with a target
+    /// that is not a directory. Already shown through the events.
+    Refused,
+}
+
+impl SessionError {
+    /// The text to show the user, or `None` when it was already shown.
+    pub fn message(&self) -> Option<String> {
+        match self {
+            SessionError::LostConnection => Some("lost connection".into()),
+            SessionError::Protocol(why) => Some(format!("protocol error: {why}")),
+            SessionError::PeerFailed | SessionError::Refused => None,
+        }
+    }
+}
+
+impl fmt::Display for SessionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.message() {
+            Some(text) => f.write_str(&text),
+            None => f.write_str("session failed"),
+        }
+    }
+}
+
+impl std::error::Error for SessionError {}
+
+/// What a finished session did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Problems reported along the way (by us or by the peer).
+    pub errors: u32,
+}
+
+/// Where a source's file data goes. A writer that can take a buffer as it
+/// is (an SSH channel, which would otherwise copy every write) says so and
+/// saves the engine a copy of every byte.
+pub trait DataWrite: AsyncWrite + Unpin {
+    /// Whether `send_owned` takes buffers.
+    fn takes_owned(&self) -> bool {
+        false
+    }
+
+    /// Starts sending `data`, or gives it back. Called only with nothing
+    /// in flight (after a flush); the next flush waits for it to go.
+    fn send_owned(self: Pin<&mut Self>, data: Bytes) -> Result<(), Bytes> {
+        Err(data)
+    }
+}
+
+impl<T: DataWrite + ?Sized> DataWrite for Pin<Box<T>> {
+    fn takes_owned(&self) -> bool {
+        (**self).takes_owned()
+    }
+
+    fn send_owned(self: Pin<&mut Self>, data: Bytes) -> Result<(), Bytes> {
+        self.get_mut().as_mut().send_owned(data)
+    }
+}
+
+// Writers that copy anyway: pipes and stdout.
+impl DataWrite for tokio::process::ChildStdin {}
+impl DataWrite for tokio::io::Stdout {}
+impl<T: AsyncWrite> DataWrite for tokio::io::WriteHalf<T> {}
