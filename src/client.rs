@@ -9,16 +9,16 @@ use std::pin::Pin;
 use tokio::io::AsyncRead;
 
 use crate::cli::{Invocation, RemoteToRemote};
+use crate::engine::{DataWrite, SessionError};
 use crate::escape::path_for_terminal;
+use crate::events::Events;
 use crate::operand::Remote;
 use crate::plan::{self, Destination, ToLocal, ToRemote};
-use crate::engine::{DataWrite, SessionError};
-use crate::events::Events;
-use crate::protocol::{
+use crate::report::{self, LocalEnd};
+use crate::scp::{
     CHUNK, NameFilter, Relay, RelayOptions, Sink, SinkOptions, Source, SourceOptions,
     bytes_per_second, require_directory,
 };
-use crate::report::{self, LocalEnd};
 use crate::transport::ssh::{Lane, NativeTransport};
 use crate::transport::{Completion, ProgramTransport, Transport};
 

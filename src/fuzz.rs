@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config::{self, Request};
 use crate::events::NoEvents;
-use crate::protocol::{NameFilter, Sink, SinkOptions, record};
+use crate::scp::{NameFilter, Sink, SinkOptions, record};
 use crate::transport::ssh::known_hosts::{self, KnownHosts};
 
 /// The SCP record parser: whatever parses formats back to the same record

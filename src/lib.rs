@@ -2,7 +2,7 @@
 //!
 //! Layering (see DESIGN.md): `cli` and `operand` read the command line,
 //! `plan` turns operands into steps, `client` and `server` carry them out
-//! over a `transport`, with the `protocol` engine at both ends.
+//! over a `transport`, with the `scp` engine at both ends (`engine`, `events`: what engines share).
 
 pub mod cli;
 pub mod client;
@@ -16,7 +16,7 @@ pub mod manual;
 pub mod operand;
 pub mod plan;
 pub mod progress;
-pub mod protocol;
 pub mod report;
+pub mod scp;
 pub mod server;
 pub mod transport;

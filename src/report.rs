@@ -8,8 +8,8 @@ use std::io::Write;
 use std::sync::{Arc, OnceLock};
 
 use crate::escape::for_terminal;
-use crate::progress::Meter;
 use crate::events::{Events, FileId};
+use crate::progress::Meter;
 
 /// The progress meter of this run, once there is one.
 static METER: OnceLock<Arc<Meter>> = OnceLock::new();

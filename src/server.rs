@@ -5,7 +5,7 @@ use std::path::Path;
 
 use crate::cli::{Invocation, Role};
 use crate::events::Events;
-use crate::protocol::{Sink, SinkOptions, Source, SourceOptions};
+use crate::scp::{Sink, SinkOptions, Source, SourceOptions};
 
 /// Runs the server side; true when everything was copied.
 pub async fn run(invocation: &Invocation, events: &dyn Events, umask: u32) -> bool {

@@ -13,7 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use common::*;
 use rscp::engine::{SessionError, Summary};
 use rscp::events::Events;
-use rscp::protocol::{NameFilter, Sink, SinkOptions, Source, SourceOptions};
+use rscp::scp::{NameFilter, Sink, SinkOptions, Source, SourceOptions};
 
 /// Records what the engine reports.
 #[derive(Default)]

@@ -15,9 +15,9 @@ use tokio::io::AsyncRead;
 
 pub use program::ProgramTransport;
 
-use crate::operand::Remote;
 use crate::engine::DataWrite;
 use crate::events::Events;
+use crate::operand::Remote;
 
 /// A remote command running at the other end of a transport.
 pub struct Channel {

@@ -9,8 +9,8 @@ use tokio::process::{Child, Command};
 
 use super::{Channel, Completion, children};
 use crate::escape::{for_terminal, io_reason};
-use crate::operand::Remote;
 use crate::events::Events;
+use crate::operand::Remote;
 
 /// Options scp always gives ssh first: no X11, no local command, no
 /// forwardings, no remote command from the config, no tty, no multiplexing

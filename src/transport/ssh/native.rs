@@ -14,8 +14,8 @@ use super::connection::{self, Connection, Context};
 use super::log::Log;
 use crate::config::{self, ConfigFiles, LogLevel, Request};
 use crate::escape::for_terminal;
-use crate::operand::Remote;
 use crate::events::Events;
+use crate::operand::Remote;
 use crate::transport::{Channel, Completion};
 
 /// How long a closing session may take to say goodbye.

@@ -15,8 +15,8 @@ use super::limit::Pacer;
 use super::wire::{Reply, Wire};
 use super::{CHUNK, blocking, record};
 use crate::engine::{DataWrite, SessionError, Summary};
-use crate::events::{Events, FileId};
 use crate::escape::{io_reason, path_for_terminal as shown};
+use crate::events::{Events, FileId};
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SourceOptions {
@@ -340,7 +340,12 @@ where
 
     /// Writes a chunk (`len` data bytes, perhaps followed by the status
     /// byte), reporting progress, at the `-l` pace if there is one.
-    async fn write_paced(&mut self, buf: &[u8], id: FileId, len: usize) -> Result<(), SessionError> {
+    async fn write_paced(
+        &mut self,
+        buf: &[u8],
+        id: FileId,
+        len: usize,
+    ) -> Result<(), SessionError> {
         let piece = self
             .pacer
             .as_ref()

@@ -5,11 +5,11 @@
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use super::CHUNK;
 use super::limit::Pacer;
 use super::names::NameFilter;
 use super::record::Record;
 use super::wire::{Incoming, Reply, Wire};
-use super::CHUNK;
 use crate::engine::{SessionError, Summary};
 use crate::events::{Events, FileId};
 

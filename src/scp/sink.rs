@@ -18,8 +18,8 @@ use super::record::{Record, Times};
 use super::wire::{Incoming, Reply, Wire};
 use super::{CHUNK, blocking};
 use crate::engine::{SessionError, Summary};
-use crate::events::{Events, FileId};
 use crate::escape::{io_reason, path_for_terminal as shown};
+use crate::events::{Events, FileId};
 
 /// Permission bits plus setuid, setgid and sticky: what `-p` restores.
 const ALL_MODE_BITS: u32 = 0o7777;

@@ -9,8 +9,8 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWrite
 use super::record::{self, Record};
 use super::{MAX_LINE, PEER_PREFIX};
 use crate::engine::{DataWrite, SessionError};
-use crate::events::Events;
 use crate::escape::for_terminal;
+use crate::events::Events;
 
 /// Buffer for control lines; data reads larger than this bypass it.
 const READ_BUFFER: usize = 64 * 1024;
