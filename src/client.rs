@@ -12,12 +12,12 @@ use crate::cli::{Invocation, RemoteToRemote};
 use crate::engine::{DataWrite, SessionError};
 use crate::escape::path_for_terminal;
 use crate::events::Events;
+use crate::local::{CHUNK, bytes_per_second};
 use crate::operand::Remote;
 use crate::plan::{self, Destination, ToLocal, ToRemote};
 use crate::report::{self, LocalEnd};
 use crate::scp::{
-    CHUNK, NameFilter, Relay, RelayOptions, Sink, SinkOptions, Source, SourceOptions,
-    bytes_per_second, require_directory,
+    NameFilter, Relay, RelayOptions, Sink, SinkOptions, Source, SourceOptions, require_directory,
 };
 use crate::transport::ssh::{Lane, NativeTransport};
 use crate::transport::{Completion, ProgramTransport, Transport};

@@ -12,6 +12,7 @@ pub mod escape;
 pub mod events;
 #[doc(hidden)]
 pub mod fuzz;
+pub mod local;
 pub mod manual;
 pub mod operand;
 pub mod plan;

@@ -5,8 +5,6 @@
 //! `AsyncRead + AsyncWrite` pair, report through [`Events`], and are used by
 //! the client and by server mode (`rscp -t`, `rscp -f`).
 
-mod blocking;
-mod limit;
 pub mod names;
 pub mod record;
 mod relay;
@@ -14,14 +12,12 @@ mod sink;
 mod source;
 mod wire;
 
-pub use limit::bytes_per_second;
 pub use names::NameFilter;
 pub use relay::{Relay, RelayOptions};
 pub use sink::{Sink, SinkOptions, require_directory};
 pub use source::{Source, SourceOptions};
 
-/// Size of the buffers file data moves in.
-pub const CHUNK: usize = 256 * 1024;
+pub use crate::local::CHUNK;
 
 /// Longest control line accepted, newline included (OpenSSH's limit).
 pub const MAX_LINE: usize = 2048;

@@ -5,13 +5,12 @@
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::CHUNK;
-use super::limit::Pacer;
 use super::names::NameFilter;
 use super::record::Record;
 use super::wire::{Incoming, Reply, Wire};
 use crate::engine::{SessionError, Summary};
 use crate::events::{Events, FileId};
+use crate::local::{CHUNK, Pacer};
 
 #[derive(Debug, Clone, Default)]
 pub struct RelayOptions {

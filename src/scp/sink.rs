@@ -12,14 +12,13 @@ use nix::sys::stat::{UtimensatFlags, utimensat};
 use nix::sys::time::TimeSpec;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::limit::Pacer;
 use super::names::NameFilter;
 use super::record::{Record, Times};
 use super::wire::{Incoming, Reply, Wire};
-use super::{CHUNK, blocking};
 use crate::engine::{SessionError, Summary};
 use crate::escape::{io_reason, path_for_terminal as shown};
 use crate::events::{Events, FileId};
+use crate::local::{CHUNK, Pacer, blocking};
 
 /// Permission bits plus setuid, setgid and sticky: what `-p` restores.
 const ALL_MODE_BITS: u32 = 0o7777;

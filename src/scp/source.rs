@@ -11,12 +11,12 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncRead;
 
-use super::limit::Pacer;
+use super::record;
 use super::wire::{Reply, Wire};
-use super::{CHUNK, blocking, record};
 use crate::engine::{DataWrite, SessionError, Summary};
 use crate::escape::{io_reason, path_for_terminal as shown};
 use crate::events::{Events, FileId};
+use crate::local::{CHUNK, Pacer, blocking};
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SourceOptions {
