@@ -12,7 +12,7 @@ use crate::cli::{Invocation, RemoteToRemote};
 use crate::engine::{DataWrite, SessionError};
 use crate::escape::path_for_terminal;
 use crate::events::Events;
-use crate::local::{CHUNK, bytes_per_second};
+use crate::local::{CHUNK, bytes_per_second, walk};
 use crate::operand::Remote;
 use crate::plan::{self, Destination, ToLocal, ToRemote};
 use crate::report::{self, LocalEnd};
@@ -113,7 +113,7 @@ impl<'a> Client<'a> {
                 ToRemote::Upload(path) => Some(Path::new(path)),
                 _ => None,
             });
-            let (files, bytes) = measure(paths, self.invocation.recursive);
+            let (files, bytes) = walk::count(paths, self.invocation.recursive);
             self.events.expect(files, bytes);
         }
         // Opened at the first local source, as scp does; `None` after that
@@ -432,36 +432,6 @@ impl<'a> Client<'a> {
         bytes.extend_from_slice(path.as_bytes());
         OsString::from_vec(bytes)
     }
-}
-
-/// Files and bytes that sending `paths` will move (for the total line),
-/// counted as the source walks them: symlinks followed, loops skipped.
-fn measure<'p>(paths: impl Iterator<Item = &'p Path>, recursive: bool) -> (u64, u64) {
-    use std::os::unix::fs::MetadataExt;
-    let (mut files, mut bytes) = (0u64, 0u64);
-    for path in paths {
-        let mut todo = vec![(path.to_path_buf(), Vec::<(u64, u64)>::new())];
-        while let Some((path, ancestors)) = todo.pop() {
-            let Ok(meta) = fs::metadata(&path) else {
-                continue;
-            };
-            if meta.is_file() {
-                files += 1;
-                bytes += meta.len();
-            } else if meta.is_dir() && recursive {
-                let identity = (meta.dev(), meta.ino());
-                if ancestors.contains(&identity) {
-                    continue;
-                }
-                let mut inner = ancestors.clone();
-                inner.push(identity);
-                for entry in fs::read_dir(&path).into_iter().flatten().flatten() {
-                    todo.push((entry.path(), inner.clone()));
-                }
-            }
-        }
-    }
-    (files, bytes)
 }
 
 /// For `-r` copies: the directory that would be created inside the source

@@ -3,6 +3,7 @@
 
 pub(crate) mod blocking;
 mod limit;
+pub mod walk;
 
 pub(crate) use limit::Pacer;
 pub use limit::bytes_per_second;

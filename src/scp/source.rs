@@ -1,11 +1,9 @@
 //! The sending end: walks local paths, sends records and data, reads replies.
 
 use std::collections::VecDeque;
-use std::ffi::OsStr;
-use std::fs::{self, File, ReadDir};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::fs::{self, File};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -16,6 +14,7 @@ use super::wire::{Reply, Wire};
 use crate::engine::{DataWrite, SessionError, Summary};
 use crate::escape::{io_reason, path_for_terminal as shown};
 use crate::events::{Events, FileId};
+use crate::local::walk::{Directory, Step, Walk, last_component};
 use crate::local::{CHUNK, Pacer, blocking};
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -39,14 +38,6 @@ pub struct Source<'e, R, W> {
     /// is used again once the writer has let go of it.
     handed_over: VecDeque<Bytes>,
     pacer: Option<Pacer>,
-}
-
-/// A directory being sent, with its place in the walk.
-struct OpenDirectory {
-    path: PathBuf,
-    entries: ReadDir,
-    /// (device, inode): a directory already on the walk is a symlink loop.
-    identity: (u64, u64),
 }
 
 impl<'e, R, W> Source<'e, R, W>
@@ -81,29 +72,17 @@ where
     /// with single files are reported and counted; only a broken session
     /// is an error.
     pub async fn send(&mut self, path: &Path) -> Result<(), SessionError> {
-        let path = trim_trailing_slashes(path);
-        let mut walk: Vec<OpenDirectory> = Vec::new();
-        if let Some(directory) = self.send_entry(&path, &walk).await? {
-            walk.push(directory);
-        }
-        while let Some(top) = walk.last_mut() {
-            match top.entries.next() {
-                Some(Ok(entry)) => {
-                    let child = top.path.join(entry.file_name());
-                    if let Some(directory) = self.send_entry(&child, &walk).await? {
-                        walk.push(directory);
+        let mut walk = Walk::new(path, self.options.recursive);
+        while let Some(step) = walk.next() {
+            match step {
+                Step::File { path, file, meta } => self.send_file(&path, file, &meta).await?,
+                Step::Directory(directory) => {
+                    if self.send_directory(&directory).await? {
+                        walk.enter(directory);
                     }
                 }
-                Some(Err(e)) => {
-                    let message = format!("{}: {}", shown(&top.path), io_reason(&e));
-                    walk.pop();
-                    self.fail(&message).await?;
-                    self.send_end().await?;
-                }
-                None => {
-                    walk.pop();
-                    self.send_end().await?;
-                }
+                Step::Leave => self.send_end().await?,
+                Step::Problem(message) => self.fail(&message).await?,
             }
         }
         Ok(())
@@ -136,78 +115,16 @@ where
         }
     }
 
-    /// Opens `path` and sends it (a file) or its `D` record (a directory,
-    /// returned so that the walk enters it).
-    async fn send_entry(
-        &mut self,
-        path: &Path,
-        walk: &[OpenDirectory],
-    ) -> Result<Option<OpenDirectory>, SessionError> {
-        // Non-blocking so that a FIFO does not hang the open; it is then
-        // refused as not a regular file.
-        let opened = fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
-            .open(path)
-            .and_then(|file| file.metadata().map(|meta| (file, meta)));
-        let (file, meta) = match opened {
-            Ok(opened) => opened,
-            Err(e) => {
-                self.fail(&format!("{}: {}", shown(path), io_reason(&e)))
-                    .await?;
-                return Ok(None);
-            }
-        };
-        if meta.is_dir() && self.options.recursive {
-            drop(file);
-            return self.enter_directory(path, &meta, walk).await;
+    /// A directory's `T` (with `-p`) and `D` records; true when the sink
+    /// accepted it, so that its contents follow.
+    async fn send_directory(&mut self, directory: &Directory) -> Result<bool, SessionError> {
+        if self.options.preserve && !self.send_times(&directory.meta).await? {
+            return Ok(false);
         }
-        if !meta.is_file() {
-            self.fail(&format!("{}: not a regular file", shown(path)))
-                .await?;
-            return Ok(None);
-        }
-        self.send_file(path, file, &meta).await?;
-        Ok(None)
-    }
-
-    async fn enter_directory(
-        &mut self,
-        path: &Path,
-        meta: &fs::Metadata,
-        walk: &[OpenDirectory],
-    ) -> Result<Option<OpenDirectory>, SessionError> {
-        let identity = (meta.dev(), meta.ino());
-        if walk.iter().any(|d| d.identity == identity) {
-            let message = format!(
-                "{}: directory loop (symbolic link to a parent)",
-                shown(path)
-            );
-            self.fail(&message).await?;
-            return Ok(None);
-        }
-        let entries = match fs::read_dir(path) {
-            Ok(entries) => entries,
-            Err(e) => {
-                self.fail(&format!("{}: {}", shown(path), io_reason(&e)))
-                    .await?;
-                return Ok(None);
-            }
-        };
-        if self.options.preserve && !self.send_times(meta).await? {
-            return Ok(None);
-        }
-        let line = record::directory_line(meta.mode(), &directory_name(path));
+        let line = record::directory_line(directory.meta.mode(), &directory.name());
         self.debug(b"Entering directory: ", &line);
         self.send_record(&line).await?;
-        if !self.expect_ok().await? {
-            return Ok(None);
-        }
-        Ok(Some(OpenDirectory {
-            path: path.to_owned(),
-            entries,
-            identity,
-        }))
+        self.expect_ok().await
     }
 
     async fn send_file(
@@ -460,50 +377,9 @@ fn sized(mut buf: BytesMut, len: usize) -> BytesMut {
     buf
 }
 
-/// scp strips trailing slashes (but keeps a lone `/`).
-fn trim_trailing_slashes(path: &Path) -> PathBuf {
-    let bytes = path.as_os_str().as_bytes();
-    let end = bytes
-        .iter()
-        .rposition(|&b| b != b'/')
-        .map_or(1.min(bytes.len()), |i| i + 1);
-    PathBuf::from(OsStr::from_bytes(&bytes[..end]))
-}
-
-/// The name a directory is sent under. `.` and `..` would be refused by
-/// any sink (scp sends them anyway), so they go under the real name of the
-/// directory they stand for.
-fn directory_name(path: &Path) -> Vec<u8> {
-    let last = last_component(path);
-    if last == b"." || last == b".." {
-        let real = fs::canonicalize(path).ok();
-        if let Some(name) = real.as_deref().and_then(Path::file_name) {
-            return name.as_bytes().to_vec();
-        }
-    }
-    last.to_vec()
-}
-
-/// What follows the last `/` (the name that is sent).
-fn last_component(path: &Path) -> &[u8] {
-    let bytes = path.as_os_str().as_bytes();
-    match bytes.iter().rposition(|&b| b == b'/') {
-        Some(slash) => &bytes[slash + 1..],
-        None => bytes,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn trailing_slashes() {
-        assert_eq!(trim_trailing_slashes(Path::new("a//")), Path::new("a"));
-        assert_eq!(trim_trailing_slashes(Path::new("/")), Path::new("/"));
-        assert_eq!(trim_trailing_slashes(Path::new("///")), Path::new("/"));
-        assert_eq!(trim_trailing_slashes(Path::new("a/b")), Path::new("a/b"));
-    }
 
     /// A writer that takes buffers whole, as an SSH channel does, and lets
     /// go of them at once, so that the source reuses each. The first time
@@ -608,12 +484,5 @@ mod tests {
         let rest = &taken[header.len() + size..];
         assert!(rest.starts_with(b"\x01rscp: "), "{rest:?}");
         assert!(String::from_utf8_lossy(rest).contains("file shrank while being read"));
-    }
-
-    #[test]
-    fn last_components() {
-        assert_eq!(last_component(Path::new("a/b c")), b"b c");
-        assert_eq!(last_component(Path::new("name")), b"name");
-        assert_eq!(last_component(Path::new("/")), b"");
     }
 }
