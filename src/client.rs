@@ -12,13 +12,12 @@ use crate::cli::{Invocation, RemoteToRemote};
 use crate::engine::{DataWrite, SessionError};
 use crate::escape::path_for_terminal;
 use crate::events::Events;
+use crate::local::receive::require_directory;
 use crate::local::{CHUNK, bytes_per_second, walk};
 use crate::operand::Remote;
 use crate::plan::{self, Destination, ToLocal, ToRemote};
 use crate::report::{self, LocalEnd};
-use crate::scp::{
-    NameFilter, Relay, RelayOptions, Sink, SinkOptions, Source, SourceOptions, require_directory,
-};
+use crate::scp::{NameFilter, Relay, RelayOptions, Sink, SinkOptions, Source, SourceOptions};
 use crate::transport::ssh::{Lane, NativeTransport};
 use crate::transport::{Completion, ProgramTransport, Transport};
 

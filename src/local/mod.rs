@@ -3,6 +3,7 @@
 
 pub(crate) mod blocking;
 mod limit;
+pub mod receive;
 pub mod walk;
 
 pub(crate) use limit::Pacer;

@@ -14,7 +14,7 @@ mod wire;
 
 pub use names::NameFilter;
 pub use relay::{Relay, RelayOptions};
-pub use sink::{Sink, SinkOptions, require_directory};
+pub use sink::{Sink, SinkOptions};
 pub use source::{Source, SourceOptions};
 
 pub use crate::local::CHUNK;

@@ -9,14 +9,7 @@ pub const MODE_MASK: u32 = 0o6777;
 /// Largest size accepted: what a signed 64-bit file offset can hold.
 pub const MAX_SIZE: u64 = i64::MAX as u64;
 
-/// Access and modification times from a `T` record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Times {
-    pub mtime: u64,
-    pub mtime_usec: u32,
-    pub atime: u64,
-    pub atime_usec: u32,
-}
+pub use crate::local::receive::Times;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Record {

@@ -1,30 +1,19 @@
 //! The receiving end: parses records, checks every name and size, writes
 //! files. It trusts nothing the source sends.
 
-use std::fs::{self, DirBuilder, File, OpenOptions, Permissions};
+use std::fs;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use nix::sys::stat::{UtimensatFlags, utimensat};
-use nix::sys::time::TimeSpec;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::names::NameFilter;
 use super::record::{Record, Times};
 use super::wire::{Incoming, Reply, Wire};
 use crate::engine::{SessionError, Summary};
-use crate::escape::{io_reason, path_for_terminal as shown};
 use crate::events::{Events, FileId};
-use crate::local::{CHUNK, Pacer, blocking};
-
-/// Permission bits plus setuid, setgid and sticky: what `-p` restores.
-const ALL_MODE_BITS: u32 = 0o7777;
-
-/// Compared against to find runs of zeros, which a new file need not store.
-static ZEROS: [u8; CHUNK] = [0; CHUNK];
+use crate::local::receive::{ReceivedDirectory, Receiving, require_directory};
+use crate::local::{CHUNK, Pacer};
 
 #[derive(Debug, Clone, Default)]
 pub struct SinkOptions {
@@ -51,13 +40,6 @@ pub struct Sink<'e, R, W> {
     /// Free data buffers; two circulate while a file is received.
     buffers: Vec<Vec<u8>>,
     pacer: Option<Pacer>,
-}
-
-/// A directory being received: what to restore once its `E` arrives.
-struct Frame {
-    path: PathBuf,
-    mode: Option<u32>,
-    times: Option<Times>,
 }
 
 impl<'e, R, W> Sink<'e, R, W>
@@ -111,7 +93,7 @@ where
         }
         self.wire.send_ok().await?;
         let target_is_directory = fs::metadata(target).is_ok_and(|m| m.is_dir());
-        let mut open_directories: Vec<Frame> = Vec::new();
+        let mut open_directories: Vec<ReceivedDirectory> = Vec::new();
         // Some(..) once a `T` arrived; its times go to the next `C` or `D`.
         let mut pending_times: Option<Option<Times>> = None;
         let mut first = true;
@@ -137,12 +119,15 @@ where
                     self.wire.send_ok().await?;
                 }
                 Record::End => {
-                    let Some(frame) = open_directories.pop() else {
+                    let Some(directory) = open_directories.pop() else {
                         return Err(SessionError::Protocol(
                             "end of directory outside a directory".into(),
                         ));
                     };
-                    self.leave_directory(frame).await?;
+                    match directory.finish() {
+                        Ok(()) => self.wire.send_ok().await?,
+                        Err(message) => self.reject(&message).await?,
+                    }
                 }
                 Record::File { mode, size, name } => {
                     self.check_requested(&open_directories, &name, false)?;
@@ -159,8 +144,19 @@ where
                     self.check_requested(&open_directories, &name, true)?;
                     let path = destination(target, target_is_directory, &open_directories, &name);
                     let times = pending_times.take().flatten();
-                    if let Some(frame) = self.enter_directory(path, mode, times).await? {
-                        open_directories.push(frame);
+                    let entered = ReceivedDirectory::enter(
+                        path,
+                        mode,
+                        times,
+                        self.options.preserve,
+                        self.options.umask,
+                    );
+                    match entered {
+                        Ok(directory) => {
+                            self.wire.send_ok().await?;
+                            open_directories.push(directory);
+                        }
+                        Err(message) => self.reject(&message).await?,
                     }
                 }
             }
@@ -170,7 +166,7 @@ where
     /// Strict filename checking, for the names at the top of the transfer.
     fn check_requested(
         &self,
-        open_directories: &[Frame],
+        open_directories: &[ReceivedDirectory],
         name: &[u8],
         directory: bool,
     ) -> Result<(), SessionError> {
@@ -190,45 +186,30 @@ where
         name: &[u8],
         times: Option<Times>,
     ) -> Result<(), SessionError> {
-        let shown = shown(path);
-        let existing = fs::metadata(path).ok();
-        // Not truncated here: the file may be the very one being sent (an
-        // in-place copy). Without -p, a new file gets the sent permission
-        // bits under the umask, never setuid, setgid or sticky.
-        let opened = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .mode(mode & 0o777)
-            .open(path);
-        let file = match opened {
-            Ok(file) => Arc::new(file),
-            Err(e) => return self.reject(&format!("{shown}: {}", io_reason(&e))).await,
+        let mut file = match Receiving::open(path, mode, size) {
+            Ok(file) => file,
+            Err(message) => return self.reject(&message).await,
         };
-        // A pipe, FIFO or terminal is written in order; its mode and times
-        // are not the peer's to set.
-        let regular = file.metadata().is_ok_and(|m| m.is_file());
         self.wire.send_ok().await?;
 
         let id = FileId::next();
         self.events.file_started(id, name, size);
-        let received = self
-            .receive_data(&file, id, size, existing.is_none(), regular)
-            .await;
+        let received = self.receive_data(&mut file, id, size).await;
         self.events.file_finished(id);
+        received?;
         // The first problem is the one reported, as scp does.
-        let mut problem = received?.map(|why| format!("{shown}: {why}"));
-        let write_failed = problem.is_some();
-        if !write_failed
-            && regular
-            && let Err(e) = file.set_len(size)
+        let (freed, written) = file.finish_writes().await;
+        self.buffers.extend(freed);
+        let mut problem = written.err();
+        if problem.is_none()
+            && let Err(message) = file.set_size(size)
         {
-            problem.get_or_insert(format!("{shown}: truncate: {}", io_reason(&e)));
+            problem = Some(message);
         }
         if self.options.preserve
-            && regular
-            && let Err(e) = file.set_permissions(Permissions::from_mode(mode & ALL_MODE_BITS))
+            && let Err(message) = file.set_mode(mode)
         {
-            problem.get_or_insert(format!("{shown}: set mode: {}", io_reason(&e)));
+            problem.get_or_insert(message);
         }
         // The source's status byte: `\0`, or why its data is bad.
         match self.wire.read_reply().await? {
@@ -244,11 +225,10 @@ where
             }
         }
         if let Some(times) = times
-            && !write_failed
-            && regular
-            && let Err(e) = set_file_times(&file, times)
+            && !file.write_failed()
+            && let Err(message) = file.set_times(times)
         {
-            problem.get_or_insert(format!("{shown}: set times: {}", io_reason(&e)));
+            problem.get_or_insert(message);
         }
         drop(file);
         match problem {
@@ -257,121 +237,37 @@ where
         }
     }
 
-    /// Reads `size` bytes of data and writes them to `file`, one chunk on
-    /// the disk while the next comes off the wire (at its offset in a
-    /// `regular` file, else in order). After a write error the rest is
-    /// still read, to stay in step; its reason is returned.
+    /// Reads `size` bytes of data into `file`, one chunk on the disk while
+    /// the next comes off the wire. After a write error the rest is still
+    /// read, to stay in step.
     async fn receive_data(
         &mut self,
-        file: &Arc<File>,
+        file: &mut Receiving,
         id: FileId,
         size: u64,
-        new_file: bool,
-        regular: bool,
-    ) -> Result<Option<String>, SessionError> {
-        // What cannot seek may also block (a full pipe): never in place.
-        let mode = if regular {
-            blocking::Mode::for_file(file, size)
-        } else {
-            blocking::Mode::Background
-        };
-        let mut in_flight: Option<blocking::Pending<Vec<u8>>> = None;
-        let mut failure: Option<String> = None;
+    ) -> Result<(), SessionError> {
         let mut offset = 0u64;
         // With -l, smaller reads, each followed by its pause.
         let most = self.pacer.as_ref().map_or(CHUNK, |p| p.piece(CHUNK));
         while offset < size {
             let len = (size - offset).min(most as u64) as usize;
-            let mut buf = self.buffers.pop().unwrap_or_else(|| vec![0; CHUNK]);
+            let mut buf = self.buffers.pop().unwrap_or_else(Receiving::fresh_buffer);
             let read = self.wire.read_data(&mut buf[..len]).await;
-            if let Some(pending) = in_flight.take() {
-                let (done, result) = blocking::finish(pending, || vec![0; CHUNK]).await;
-                if let Err(e) = result {
-                    failure.get_or_insert(io_reason(&e));
-                }
-                self.buffers.push(done);
+            if let Err(error) = read {
+                // Whatever is being written still finishes.
+                let (freed, _) = file.finish_writes().await;
+                self.buffers.extend(freed);
+                return Err(error);
             }
-            read?;
             self.events.file_progress(id, len as u64);
             if let Some(pacer) = self.pacer.as_mut() {
                 pacer.moved(len as u64).await;
             }
-            // A new file reads as zeros where nothing was written, so runs
-            // of zeros are left as holes (sparse files stay sparse).
-            let skip = failure.is_some() || (new_file && buf[..len] == ZEROS[..len]);
-            if skip {
-                self.buffers.push(buf);
-            } else if regular {
-                in_flight = Some(blocking::write_at(mode, file.clone(), buf, len, offset));
-            } else {
-                in_flight = Some(blocking::write_next(mode, file.clone(), buf, len));
-            }
+            let freed = file.write(buf, len).await;
+            self.buffers.extend(freed);
             offset += len as u64;
         }
-        if let Some(pending) = in_flight {
-            let (done, result) = blocking::finish(pending, || vec![0; CHUNK]).await;
-            if let Err(e) = result {
-                failure.get_or_insert(io_reason(&e));
-            }
-            self.buffers.push(done);
-        }
-        Ok(failure)
-    }
-
-    async fn enter_directory(
-        &mut self,
-        path: PathBuf,
-        mode: u32,
-        times: Option<Times>,
-    ) -> Result<Option<Frame>, SessionError> {
-        let final_mode = match fs::metadata(&path) {
-            Ok(meta) if meta.is_dir() => self.options.preserve.then_some(mode & ALL_MODE_BITS),
-            Ok(_) => {
-                let message = format!("{}: Not a directory", shown(&path));
-                self.reject(&message).await?;
-                return Ok(None);
-            }
-            Err(_) => {
-                // Owner access while it fills, even for a read-only original.
-                let created = DirBuilder::new().mode((mode & 0o777) | 0o700).create(&path);
-                if let Err(e) = created {
-                    let message = format!("{}: {}", shown(&path), io_reason(&e));
-                    self.reject(&message).await?;
-                    return Ok(None);
-                }
-                Some(if self.options.preserve {
-                    mode & ALL_MODE_BITS
-                } else {
-                    mode & 0o777 & !self.options.umask
-                })
-            }
-        };
-        self.wire.send_ok().await?;
-        Ok(Some(Frame {
-            path,
-            mode: final_mode,
-            times,
-        }))
-    }
-
-    /// At a directory's `E`: its times and mode, now that it is filled.
-    async fn leave_directory(&mut self, frame: Frame) -> Result<(), SessionError> {
-        let shown = shown(&frame.path);
-        let mut problem = None;
-        if let Some(times) = frame.times
-            && let Err(e) = set_path_times(&frame.path, times)
-        {
-            problem = Some(format!("{shown}: set times: {}", io_reason(&e)));
-        }
-        if let Some(mode) = frame.mode
-            && let Err(e) = fs::set_permissions(&frame.path, Permissions::from_mode(mode))
-        {
-            problem.get_or_insert(format!("{shown}: set mode: {}", io_reason(&e)));
-        }
-        match problem {
-            Some(message) => self.reject(&message).await,
-            None => self.wire.send_ok().await,
-        }
+        Ok(())
     }
 
     /// Refuses the current request: shown here, and sent as the one reply.
@@ -382,54 +278,18 @@ where
     }
 }
 
-/// scp's `verifydir`: `Err("path: why")` unless `path` is a directory.
-pub fn require_directory(path: &Path) -> Result<(), String> {
-    let why = match fs::metadata(path) {
-        Ok(meta) if meta.is_dir() => return Ok(()),
-        Ok(_) => "Not a directory".to_owned(),
-        Err(e) => io_reason(&e),
-    };
-    Err(format!("{}: {}", shown(path), why))
-}
-
 /// Where a received name goes: inside the directory being received, inside
 /// the target directory, or (a single file) the target itself.
-fn destination(target: &Path, target_is_directory: bool, open: &[Frame], name: &[u8]) -> PathBuf {
+fn destination(
+    target: &Path,
+    target_is_directory: bool,
+    open: &[ReceivedDirectory],
+    name: &[u8],
+) -> PathBuf {
     let name = Path::new(std::ffi::OsStr::from_bytes(name));
     match open.last() {
-        Some(frame) => frame.path.join(name),
+        Some(directory) => directory.path.join(name),
         None if target_is_directory => target.join(name),
         None => target.to_owned(),
     }
-}
-
-fn system_time(seconds: u64, micros: u32) -> Option<SystemTime> {
-    UNIX_EPOCH.checked_add(Duration::new(seconds, micros * 1000))
-}
-
-fn set_file_times(file: &File, times: Times) -> std::io::Result<()> {
-    let (Some(modified), Some(accessed)) = (
-        system_time(times.mtime, times.mtime_usec),
-        system_time(times.atime, times.atime_usec),
-    ) else {
-        return Ok(());
-    };
-    file.set_times(
-        fs::FileTimes::new()
-            .set_modified(modified)
-            .set_accessed(accessed),
-    )
-}
-
-/// Directories get their times by path: they may not be readable.
-fn set_path_times(path: &Path, times: Times) -> std::io::Result<()> {
-    let spec = |seconds: u64, micros: u32| TimeSpec::new(seconds as i64, i64::from(micros) * 1000);
-    utimensat(
-        nix::fcntl::AT_FDCWD,
-        path,
-        &spec(times.atime, times.atime_usec),
-        &spec(times.mtime, times.mtime_usec),
-        UtimensatFlags::FollowSymlink,
-    )
-    .map_err(std::io::Error::from)
 }
