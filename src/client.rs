@@ -19,7 +19,7 @@ use crate::plan::{self, Destination, ToLocal, ToRemote};
 use crate::report::{self, LocalEnd};
 use crate::scp::{NameFilter, Relay, RelayOptions, Sink, SinkOptions, Source, SourceOptions};
 use crate::transport::ssh::{Lane, NativeTransport};
-use crate::transport::{Completion, ProgramTransport, Transport};
+use crate::transport::{Completion, ProgramTransport, Start, Transport};
 
 type RemoteSource<'e> = Source<'e, Pin<Box<dyn AsyncRead + Send>>, Pin<Box<dyn DataWrite + Send>>>;
 
@@ -174,7 +174,12 @@ impl<'a> Client<'a> {
         // destination's is written (see Lane).
         let to = self
             .transport
-            .exec_on(target, &to_command, self.events, Lane::RelayDestination)
+            .open(
+                target,
+                Start::Command(&to_command),
+                self.events,
+                Lane::RelayDestination,
+            )
             .await;
         let to = match to {
             Ok(channel) => channel,

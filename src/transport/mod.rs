@@ -1,23 +1,46 @@
-//! Byte pipes to a remote `scp -t` / `scp -f`.
+//! Byte pipes to a remote `scp -t` / `scp -f` or a remote SFTP server.
 //!
-//! Two ways to reach a remote host: rscp's own SSH client (the default), or
-//! an ssh-compatible program given with `-S`. Server mode talks over the
-//! process's own stdin and stdout and needs no transport.
+//! Ways to reach one: rscp's own SSH client (the default), an
+//! ssh-compatible program given with `-S`, or (`-D`) an SFTP server run
+//! here with no ssh at all. Server mode talks over the process's own stdin
+//! and stdout and needs no transport.
 
 pub mod children;
 mod program;
 pub mod ssh;
 
 use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::pin::Pin;
 
 use tokio::io::AsyncRead;
 
-pub use program::ProgramTransport;
+pub use program::{DirectTransport, ProgramTransport};
 
 use crate::engine::DataWrite;
 use crate::events::Events;
 use crate::operand::Remote;
+
+/// What to start at the far end.
+#[derive(Debug, Clone, Copy)]
+pub enum Start<'a> {
+    /// A command for the remote shell (`scp -t ...`).
+    Command(&'a OsStr),
+    /// A subsystem by name (`sftp`).
+    Subsystem(&'a str),
+}
+
+impl Start<'_> {
+    /// As `-v` shows it.
+    pub fn shown(&self) -> String {
+        match self {
+            Start::Command(command) => crate::escape::for_terminal(command.as_bytes()),
+            Start::Subsystem(name) => {
+                format!("subsystem {}", crate::escape::for_terminal(name.as_bytes()))
+            }
+        }
+    }
+}
 
 /// A remote command running at the other end of a transport.
 pub struct Channel {
@@ -57,6 +80,8 @@ impl Completion {
 pub enum Transport {
     Program(ProgramTransport),
     Native(Box<ssh::NativeTransport>),
+    /// `-D program`: an SFTP server run here, spoken to over pipes.
+    Direct(DirectTransport),
 }
 
 impl Transport {
@@ -68,22 +93,24 @@ impl Transport {
         command: &OsStr,
         events: &dyn Events,
     ) -> Result<Channel, String> {
-        self.exec_on(remote, command, events, ssh::Lane::Shared)
+        self.open(remote, Start::Command(command), events, ssh::Lane::Shared)
             .await
     }
 
-    /// Like [`Transport::exec`], over the given connection of the
-    /// destination (each `-S` program is a connection of its own).
-    pub async fn exec_on(
+    /// Starts a command or subsystem on the remote host, over the given
+    /// connection of the destination (each `-S` program is a connection of
+    /// its own).
+    pub async fn open(
         &self,
         remote: &Remote,
-        command: &OsStr,
+        start: Start<'_>,
         events: &dyn Events,
         lane: ssh::Lane,
     ) -> Result<Channel, String> {
         match self {
-            Transport::Program(program) => program.exec(remote, command, events),
-            Transport::Native(native) => native.exec(remote, command, events, lane).await,
+            Transport::Program(program) => program.open(remote, start, events),
+            Transport::Native(native) => native.open(remote, start, events, lane).await,
+            Transport::Direct(direct) => direct.open(remote, start, events),
         }
     }
 

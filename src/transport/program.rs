@@ -1,5 +1,6 @@
 //! `-S program`: an ssh-compatible program run with scp's argument layout,
-//! talked to over its stdin and stdout. Its stderr is the user's.
+//! talked to over its stdin and stdout; and `-D program`, an SFTP server
+//! run here directly. Their stderr is the user's.
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
@@ -7,7 +8,7 @@ use std::process::Stdio;
 
 use tokio::process::{Child, Command};
 
-use super::{Channel, Completion, children};
+use super::{Channel, Completion, Start, children};
 use crate::escape::{for_terminal, io_reason};
 use crate::events::Events;
 use crate::operand::Remote;
@@ -41,8 +42,8 @@ pub struct RunningProgram {
 }
 
 impl ProgramTransport {
-    /// The full argument list for reaching `remote` to run `command`.
-    pub fn arguments(&self, remote: &Remote, command: &OsStr) -> Vec<OsString> {
+    /// The full argument list for reaching `remote` to start `start`.
+    pub fn arguments(&self, remote: &Remote, start: Start<'_>) -> Vec<OsString> {
         let mut args: Vec<OsString> = FIXED_FIRST.iter().map(OsString::from).collect();
         args.extend(self.ssh_args.iter().cloned());
         args.push(FIXED_LAST.into());
@@ -54,16 +55,23 @@ impl ProgramTransport {
             args.push("-l".into());
             args.push(user.into());
         }
+        let command: &OsStr = match start {
+            Start::Command(command) => command,
+            Start::Subsystem(name) => {
+                args.push("-s".into());
+                OsStr::new(name)
+            }
+        };
         args.push("--".into());
         args.push(remote.host.clone().into());
         args.push(command.to_owned());
         args
     }
 
-    pub fn exec(
+    pub fn open(
         &self,
         remote: &Remote,
-        command: &OsStr,
+        start: Start<'_>,
         events: &dyn Events,
     ) -> Result<Channel, String> {
         if events.verbose() {
@@ -72,37 +80,62 @@ impl ProgramTransport {
                 for_terminal(self.program.as_bytes()),
                 for_terminal(remote.host.as_bytes()),
                 remote.user.as_deref().unwrap_or("(unspecified)"),
-                for_terminal(command.as_bytes()),
+                start.shown(),
             );
             events.debug(line.as_bytes());
         }
-        let mut child = Command::new(&self.program)
-            .args(self.arguments(remote, command))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| {
-                format!(
-                    "{}: {}",
-                    for_terminal(self.program.as_bytes()),
-                    io_reason(&e)
-                )
-            })?;
-        let pid = child.id();
-        if let Some(pid) = pid {
-            children::register(pid);
-        }
-        let (Some(writer), Some(reader)) = (child.stdin.take(), child.stdout.take()) else {
-            return Err("cannot talk to the ssh program".into());
-        };
-        Ok(Channel {
-            reader: Box::pin(reader),
-            writer: Box::pin(writer),
-            completion: Completion::Program(RunningProgram { child, pid }),
-        })
+        spawn(&self.program, self.arguments(remote, start))
     }
+}
+
+/// `-D program`: an SFTP server started here, with no ssh and no host.
+pub struct DirectTransport {
+    pub program: OsString,
+}
+
+impl DirectTransport {
+    pub fn open(
+        &self,
+        _remote: &Remote,
+        start: Start<'_>,
+        events: &dyn Events,
+    ) -> Result<Channel, String> {
+        if let Start::Command(_) = start {
+            return Err("-D runs an SFTP server: the legacy protocol cannot use it".into());
+        }
+        if events.verbose() {
+            let line = format!(
+                "Executing: program {} (SFTP server, no ssh)\n",
+                for_terminal(self.program.as_bytes())
+            );
+            events.debug(line.as_bytes());
+        }
+        spawn(&self.program, Vec::new())
+    }
+}
+
+/// Starts `program` with its stdin and stdout ours, its stderr the user's.
+fn spawn(program: &OsStr, args: Vec<OsString>) -> Result<Channel, String> {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("{}: {}", for_terminal(program.as_bytes()), io_reason(&e)))?;
+    let pid = child.id();
+    if let Some(pid) = pid {
+        children::register(pid);
+    }
+    let (Some(writer), Some(reader)) = (child.stdin.take(), child.stdout.take()) else {
+        return Err("cannot talk to the ssh program".into());
+    };
+    Ok(Channel {
+        reader: Box::pin(reader),
+        writer: Box::pin(writer),
+        completion: Completion::Program(RunningProgram { child, pid }),
+    })
 }
 
 /// How long a terminated program gets before it is killed.
@@ -160,7 +193,7 @@ mod tests {
             port: None,
             path: ".".into(),
         };
-        let args = transport.arguments(&remote, OsStr::new("scp -v -t /x"));
+        let args = transport.arguments(&remote, Start::Command(OsStr::new("scp -v -t /x")));
         let expected = [
             "-x",
             "-oPermitLocalCommand=no",
@@ -201,7 +234,7 @@ mod tests {
             port: Some(2),
             path: ".".into(),
         };
-        let args = transport.arguments(&remote, OsStr::new("c"));
+        let args = transport.arguments(&remote, Start::Command(OsStr::new("c")));
         let expected = [
             "-x",
             "-oPermitLocalCommand=no",
@@ -219,6 +252,31 @@ mod tests {
         assert_eq!(
             args,
             expected.iter().map(OsString::from).collect::<Vec<_>>()
+        );
+    }
+
+    /// As scp's SFTP mode: `-s` before `--`, the subsystem name last.
+    #[test]
+    fn a_subsystem_is_asked_for_with_dash_s() {
+        let transport = ProgramTransport {
+            program: "ssh".into(),
+            ssh_args: vec![],
+            port: None,
+        };
+        let remote = Remote {
+            user: None,
+            host: "h".into(),
+            port: None,
+            path: ".".into(),
+        };
+        let args = transport.arguments(&remote, Start::Subsystem("sftp"));
+        let tail: Vec<_> = args[args.len() - 5..].to_vec();
+        assert_eq!(
+            tail,
+            ["-oForwardAgent=no", "-s", "--", "h", "sftp"]
+                .iter()
+                .map(OsString::from)
+                .collect::<Vec<_>>()
         );
     }
 }

@@ -2,7 +2,7 @@
 //! the whole run, one exec channel per remote command.
 
 use std::collections::HashMap;
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,7 +16,7 @@ use crate::config::{self, ConfigFiles, LogLevel, Request};
 use crate::escape::for_terminal;
 use crate::events::Events;
 use crate::operand::Remote;
-use crate::transport::{Channel, Completion};
+use crate::transport::{Channel, Completion, Start};
 
 /// How long a closing session may take to say goodbye.
 const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
@@ -69,10 +69,10 @@ impl NativeTransport {
         }
     }
 
-    pub async fn exec(
+    pub async fn open(
         &self,
         remote: &Remote,
-        command: &OsStr,
+        start: Start<'_>,
         events: &dyn Events,
         lane: Lane,
     ) -> Result<Channel, String> {
@@ -92,7 +92,7 @@ impl NativeTransport {
                 "Executing: program (built-in ssh) host {}, user {}, command {}\n",
                 for_terminal(settings.hostname.as_bytes()),
                 for_terminal(settings.user.as_bytes()),
-                for_terminal(command.as_bytes()),
+                start.shown(),
             );
             events.debug(line.as_bytes());
         }
@@ -131,14 +131,25 @@ impl NativeTransport {
                 .await
                 .map_err(|e| format!("agent forwarding on {}: {e}", settings.hostname))?;
         }
-        log.debug1(&format!(
-            "Sending command: {}",
-            String::from_utf8_lossy(command.as_bytes())
-        ));
-        session
-            .exec(true, command.as_bytes().to_vec())
-            .await
-            .map_err(|e| format!("exec on {}: {e}", settings.hostname))?;
+        match start {
+            Start::Command(command) => {
+                log.debug1(&format!(
+                    "Sending command: {}",
+                    String::from_utf8_lossy(command.as_bytes())
+                ));
+                session
+                    .exec(true, command.as_bytes().to_vec())
+                    .await
+                    .map_err(|e| format!("exec on {}: {e}", settings.hostname))?;
+            }
+            Start::Subsystem(name) => {
+                log.debug1(&format!("Sending subsystem: {name}"));
+                session
+                    .request_subsystem(true, name)
+                    .await
+                    .map_err(|e| format!("subsystem {name} on {}: {e}", settings.hostname))?;
+            }
+        }
         let (reader, writer, completion) = channel::split(session, handle.ended.clone());
         Ok(Channel {
             reader: Box::pin(reader),
