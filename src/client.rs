@@ -9,7 +9,7 @@ use std::pin::Pin;
 use tokio::io::AsyncRead;
 
 use crate::cli::{Invocation, RemoteToRemote};
-use crate::engine::{DataWrite, SessionError};
+use crate::engine::{DataWrite, SessionError, Summary};
 use crate::escape::path_for_terminal;
 use crate::events::Events;
 use crate::local::receive::require_directory;
@@ -23,10 +23,31 @@ use crate::transport::{Completion, ProgramTransport, Start, Transport};
 
 type RemoteSource<'e> = Source<'e, Pin<Box<dyn AsyncRead + Send>>, Pin<Box<dyn DataWrite + Send>>>;
 
-/// The one `scp -t` all uploads of a run go through.
+/// The one upload session all uploads of a run go through, whatever its
+/// engine, with the means to learn how its remote side ended.
 struct Upload<'e> {
-    source: RemoteSource<'e>,
+    session: UploadSession<'e>,
     completion: Completion,
+}
+
+/// The engine seam for uploads: the client hands over paths and knows no
+/// records or messages.
+enum UploadSession<'e> {
+    Scp(RemoteSource<'e>),
+}
+
+impl UploadSession<'_> {
+    async fn send(&mut self, path: &Path) -> Result<(), SessionError> {
+        match self {
+            UploadSession::Scp(source) => source.send(path).await,
+        }
+    }
+
+    async fn close(self) -> Result<Summary, SessionError> {
+        match self {
+            UploadSession::Scp(source) => source.close().await,
+        }
+    }
 }
 
 struct Client<'a> {
@@ -134,27 +155,21 @@ impl<'a> Client<'a> {
                     let Some(open) = upload.as_mut() else {
                         continue;
                     };
-                    if let Err(error) = open.source.send(Path::new(path)).await {
-                        self.session_failed(&error);
-                        if let Some(Upload { source, completion }) = upload.take() {
-                            drop(source);
-                            completion.terminate().await;
-                        }
+                    if let Err(error) = open.session.send(Path::new(path)).await
+                        && let Some(Upload {
+                            session,
+                            completion,
+                        }) = upload.take()
+                    {
+                        drop(session);
+                        self.conclude(Err(error), vec![completion]).await;
                     }
                 }
             }
         }
         if let Some(open) = upload {
-            match open.source.close().await {
-                Ok(summary) => {
-                    self.failed |= summary.errors > 0;
-                    self.finished(open.completion).await;
-                }
-                Err(error) => {
-                    self.session_failed(&error);
-                    open.completion.terminate().await;
-                }
-            }
+            let closed = open.session.close().await;
+            self.conclude(closed, vec![open.completion]).await;
         }
     }
 
@@ -202,18 +217,9 @@ impl<'a> Client<'a> {
             options,
             self.events,
         );
-        match relay.run().await {
-            Ok(summary) => {
-                self.failed |= summary.errors > 0;
-                self.finished(from.completion).await;
-                self.finished(to.completion).await;
-            }
-            Err(error) => {
-                self.session_failed(&error);
-                from.completion.terminate().await;
-                to.completion.terminate().await;
-            }
-        }
+        let outcome = relay.run().await;
+        self.conclude(outcome, vec![from.completion, to.completion])
+            .await;
     }
 
     /// `-R`: the origin host copies to the target itself, with its own scp
@@ -265,13 +271,12 @@ impl<'a> Client<'a> {
         };
         let mut source = Source::new(channel.reader, channel.writer, options, self.events);
         if let Err(error) = source.start().await {
-            self.session_failed(&error);
             drop(source);
-            channel.completion.terminate().await;
+            self.conclude(Err(error), vec![channel.completion]).await;
             return None;
         }
         Some(Upload {
-            source,
+            session: UploadSession::Scp(source),
             completion: channel.completion,
         })
     }
@@ -310,18 +315,8 @@ impl<'a> Client<'a> {
             limit: self.limit(),
         };
         let sink = Sink::new(channel.reader, channel.writer, options, self.events);
-        match sink.run(target).await {
-            Ok(summary) => {
-                self.failed |= summary.errors > 0;
-                // A remote side that failed (or an ssh that could not
-                // connect) has said why on stderr; the run fails all the same.
-                self.finished(channel.completion).await;
-            }
-            Err(error) => {
-                self.session_failed(&error);
-                channel.completion.terminate().await;
-            }
-        }
+        let outcome = sink.run(target).await;
+        self.conclude(outcome, vec![channel.completion]).await;
     }
 
     /// Both ends local: rscp's own source and sink, joined by a pipe in
@@ -386,8 +381,33 @@ impl<'a> Client<'a> {
         }
     }
 
+    /// The one place a session ends: its errors count, and its remote
+    /// sides are waited for (it went well) or terminated (it broke, and a
+    /// misbehaving peer must not keep rscp waiting).
+    async fn conclude(
+        &mut self,
+        outcome: Result<Summary, SessionError>,
+        remote_sides: Vec<Completion>,
+    ) {
+        match outcome {
+            Ok(summary) => {
+                self.failed |= summary.errors > 0;
+                for completion in remote_sides {
+                    self.finished(completion).await;
+                }
+            }
+            Err(error) => {
+                self.session_failed(&error);
+                for completion in remote_sides {
+                    completion.terminate().await;
+                }
+            }
+        }
+    }
+
     /// Waits for a remote side to end; a failure fails the run, and is
-    /// told unless the remote side has said why itself.
+    /// told unless the remote side (or an ssh that could not connect) has
+    /// said why itself.
     async fn finished(&mut self, completion: Completion) {
         match completion.wait().await {
             Ok(()) => {}
