@@ -167,6 +167,8 @@ fn shell_words(request: &[u8]) -> Vec<Word> {
             input: request,
             at: 0,
             bash,
+            homes: Vec::new(),
+            last_home: Vec::new(),
         };
         lexer.words().unwrap_or_default()
     };
@@ -188,6 +190,10 @@ struct Lexer<'a> {
     /// Read `$'...'` (ANSI-C quoting) and `$"..."` as bash does; a POSIX
     /// shell reads a `$` there as itself.
     bash: bool,
+    /// The login name of each tilde prefix, with the index of its word.
+    homes: Vec<(usize, Vec<u8>)>,
+    /// The login name of the tilde prefix just read.
+    last_home: Vec<u8>,
 }
 
 /// The shell would not run the command at all (an unclosed quote).
@@ -223,6 +229,8 @@ impl Lexer<'_> {
                 b'\n' | b';' | b'&' | b'|' | b'<' | b'>' | b'(' | b')' => break,
                 b'#' if !in_word => break,
                 b'~' if !in_word && self.tilde_prefix() => {
+                    let name = std::mem::take(&mut self.last_home);
+                    self.homes.push((words.len(), name));
                     word.push(Piece::Home);
                     in_word = true;
                     continue;
@@ -309,6 +317,7 @@ impl Lexer<'_> {
             Some(b) => b"/ \t\n;&|<>()".contains(b),
         };
         if ends {
+            self.last_home = rest[..name].to_vec();
             self.at += 1 + name;
         }
         ends
@@ -564,6 +573,8 @@ fn brace_expand(word: Word) -> Option<Vec<Word>> {
             return None;
         }
     }
+    // Depth first from a stack: the last alternative came out first.
+    done.reverse();
     Some(done)
 }
 
@@ -1029,6 +1040,132 @@ fn glob_match(tokens: &[Token], name: &[Symbol], budget: &mut usize) -> bool {
     live.contains(&end)
 }
 
+/// A remote path read as the remote shell would read it, for SFTP mode,
+/// where no shell reads it: quotes and backslashes removed, braces
+/// expanded, each component a literal name or a glob.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShellPath {
+    /// A tilde prefix: `Some(b"")` for `~`, `Some(name)` for `~name`.
+    pub home: Option<Vec<u8>>,
+    /// It starts with `/`.
+    pub absolute: bool,
+    pub components: Vec<Component>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Component {
+    Literal(Vec<u8>),
+    Glob(Glob),
+}
+
+/// One component's glob (`*`, `?`, `[...]` unquoted), and its text as
+/// written, which is what the path means when the glob matches nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Glob {
+    tokens: Vec<Token>,
+    pub text: Vec<u8>,
+}
+
+impl Glob {
+    /// Whether `name` matches, as the shell's glob decides (a leading `.`
+    /// only where the pattern spells it).
+    pub fn matches(&self, name: &[u8]) -> bool {
+        let mut budget = MAX_MATCH_STEPS;
+        glob_match(&self.tokens, &symbols(name), &mut budget)
+    }
+}
+
+/// What SFTP mode refuses: words whose meaning only a remote shell knows.
+pub const NEEDS_SHELL: &str = "needs a remote shell: use -O";
+
+/// Reads `request` (the remote path as typed) into the paths a remote
+/// shell would have passed to scp. `Err` with why for what only a shell
+/// can evaluate (`$VAR`, backticks, `;`, `|`, redirections), for an
+/// unclosed quote, and for a brace expansion past rscp's budget.
+pub fn read_for_sftp(request: &[u8]) -> Result<Vec<ShellPath>, String> {
+    let mut lexer = Lexer {
+        input: request,
+        at: 0,
+        bash: false,
+        homes: Vec::new(),
+        last_home: Vec::new(),
+    };
+    let words = lexer
+        .words()
+        .map_err(|SyntaxError| "unmatched quote".to_owned())?;
+    if lexer.at < request.len() {
+        return Err(NEEDS_SHELL.into());
+    }
+    if words.is_empty() {
+        // `host:` asks for the login directory.
+        return Ok(vec![ShellPath {
+            home: None,
+            absolute: false,
+            components: Vec::new(),
+        }]);
+    }
+    let mut paths = Vec::new();
+    for (index, word) in words.into_iter().enumerate() {
+        let needs_shell = word.iter().any(|piece| {
+            matches!(
+                piece,
+                Piece::Expansion { .. }
+                    | Piece::Byte {
+                        byte: b'$' | b'`',
+                        quoted: false
+                    }
+            )
+        });
+        if needs_shell {
+            return Err(NEEDS_SHELL.into());
+        }
+        let home = lexer
+            .homes
+            .iter()
+            .find(|(at, _)| *at == index)
+            .map(|(_, name)| name.clone());
+        let expanded = brace_expand(word).ok_or_else(|| "brace expansion too large".to_owned())?;
+        for alternative in expanded {
+            paths.push(shell_path(&alternative, home.clone()));
+        }
+    }
+    Ok(paths)
+}
+
+fn shell_path(word: &[Piece], home: Option<Vec<u8>>) -> ShellPath {
+    let slash = |p: &Piece| matches!(p, Piece::Byte { byte: b'/', .. });
+    let word: &[Piece] = match word.first() {
+        Some(Piece::Home) => &word[1..],
+        _ => word,
+    };
+    let absolute = home.is_none() && word.first().is_some_and(slash);
+    let components = word
+        .split(slash)
+        .filter(|c| !c.is_empty())
+        .map(|component| {
+            let text: Vec<u8> = component
+                .iter()
+                .filter_map(|p| match p {
+                    Piece::Byte { byte, .. } => Some(*byte),
+                    _ => None,
+                })
+                .collect();
+            let tokens = compile(&syms(component));
+            let globbing = tokens.iter().any(|t| !matches!(t, Token::Literal(_)));
+            if globbing {
+                Component::Glob(Glob { tokens, text })
+            } else {
+                Component::Literal(text)
+            }
+        })
+        .collect();
+    ShellPath {
+        home,
+        absolute,
+        components,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1355,5 +1492,69 @@ mod tests {
         let request = "{a,b}".repeat(12);
         assert!(allows(&request, "zzz"));
         assert!(!allows(&request, ".bashrc"));
+    }
+
+    fn literal_paths(request: &[u8]) -> Vec<(Option<Vec<u8>>, bool, Vec<Vec<u8>>)> {
+        read_for_sftp(request)
+            .unwrap()
+            .into_iter()
+            .map(|p| {
+                let parts = p
+                    .components
+                    .iter()
+                    .map(|c| match c {
+                        Component::Literal(text) => text.clone(),
+                        Component::Glob(glob) => [b"glob:".as_slice(), &glob.text].concat(),
+                    })
+                    .collect();
+                (p.home, p.absolute, parts)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn sftp_mode_reads_paths_as_the_remote_shell_would() {
+        let v = |s: &str| s.as_bytes().to_vec();
+        assert_eq!(
+            literal_paths(b"/a//b/"),
+            vec![(None, true, vec![v("a"), v("b")])]
+        );
+        assert_eq!(
+            literal_paths(b"'a b' c\\ d"),
+            vec![(None, false, vec![v("a b")]), (None, false, vec![v("c d")])]
+        );
+        assert_eq!(
+            literal_paths(b"~/x"),
+            vec![(Some(vec![]), false, vec![v("x")])]
+        );
+        assert_eq!(
+            literal_paths(b"~bob"),
+            vec![(Some(v("bob")), false, vec![])]
+        );
+        assert_eq!(literal_paths(b""), vec![(None, false, vec![])]);
+        assert_eq!(
+            literal_paths(b"d/{a,b}.txt"),
+            vec![
+                (None, false, vec![v("d"), v("a.txt")]),
+                (None, false, vec![v("d"), v("b.txt")])
+            ]
+        );
+        assert_eq!(
+            literal_paths(b"d/*.txt 'q*'"),
+            vec![
+                (None, false, vec![v("d"), v("glob:*.txt")]),
+                (None, false, vec![v("q*")])
+            ]
+        );
+        for shell_only in [&b"$HOME/x"[..], b"`id`", b"a;b", b"a|b", b"a>b", b"\"$X\""] {
+            assert_eq!(read_for_sftp(shell_only), Err(NEEDS_SHELL.to_owned()));
+        }
+        assert!(read_for_sftp(b"'open").is_err());
+        let Component::Glob(glob) = &read_for_sftp(b"*.txt").unwrap()[0].components[0] else {
+            panic!("not a glob");
+        };
+        assert!(glob.matches(b"a.txt"));
+        assert!(!glob.matches(b".a.txt"));
+        assert!(!glob.matches(b"a.txt2"));
     }
 }
