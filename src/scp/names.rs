@@ -1494,7 +1494,10 @@ mod tests {
         assert!(!allows(&request, ".bashrc"));
     }
 
-    fn literal_paths(request: &[u8]) -> Vec<(Option<Vec<u8>>, bool, Vec<Vec<u8>>)> {
+    /// (home, absolute, components), globs marked.
+    type Read = (Option<Vec<u8>>, bool, Vec<Vec<u8>>);
+
+    fn literal_paths(request: &[u8]) -> Vec<Read> {
         read_for_sftp(request)
             .unwrap()
             .into_iter()
