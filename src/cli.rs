@@ -72,6 +72,14 @@ pub struct Invocation {
     pub ssh_program: Option<OsString>,
     /// Flags handed to the ssh program, in command-line order, as scp does.
     pub ssh_args: Vec<OsString>,
+    /// `-s` (or `-D` without `-O`): SFTP mode; legacy SCP otherwise.
+    pub sftp: bool,
+    /// `-D`: an SFTP server to run here instead of reaching a host.
+    pub sftp_server: Option<OsString>,
+    /// `-X buffer=N`: bytes per SFTP read and write.
+    pub sftp_buffer: Option<u32>,
+    /// `-X nrequests=N`: SFTP requests in flight.
+    pub sftp_requests: Option<usize>,
     pub operands: Vec<OsString>,
 }
 
@@ -81,21 +89,16 @@ pub enum CliError {
     Usage(Option<String>),
     /// A fatal setup error such as a bad port: exit 255.
     Fatal(String),
-    /// A flag rscp knows but does not implement yet: exit 1.
-    Unsupported(char),
 }
 
 impl CliError {
     pub fn exit_code(&self) -> u8 {
         match self {
             CliError::Fatal(_) => 255,
-            CliError::Usage(_) | CliError::Unsupported(_) => 1,
+            CliError::Usage(_) => 1,
         }
     }
 }
-
-/// Flags whose machinery comes later; refused rather than ignored.
-const NOT_YET: &[char] = &['s', 'D', 'X'];
 
 /// The flag definitions. Every short flag here is a getopt letter.
 pub fn command() -> Command {
@@ -446,14 +449,23 @@ fn invocation(
                 .ok_or(CliError::Usage(None))?,
         ),
     };
-    if let Some(values) = m.get_many::<OsString>("sftp-option") {
-        for v in values {
-            let v = v.as_bytes();
-            if !v.starts_with(b"buffer=") && !v.starts_with(b"nrequests=") {
-                return Err(CliError::Usage(None));
+    let (mut sftp_buffer, mut sftp_requests) = (None, None);
+    for (letter, value) in options {
+        if let ('X', Some(value)) = (letter, value) {
+            match sftp_option(value.as_bytes())? {
+                SftpOption::Buffer(n) => sftp_buffer = Some(n),
+                SftpOption::Requests(n) => sftp_requests = Some(n),
             }
         }
     }
+    let sftp_server = last("sftp-server");
+    // rscp's default is legacy; -D asks for SFTP unless -O says otherwise.
+    let chosen = options.iter().rev().find_map(|(letter, _)| match letter {
+        'O' => Some(false),
+        's' => Some(true),
+        _ => None,
+    });
+    let sftp = chosen.unwrap_or(sftp_server.is_some());
 
     let role = if m.get_flag("from") {
         Role::Source
@@ -462,11 +474,6 @@ fn invocation(
     } else {
         Role::Client
     };
-    if role == Role::Client
-        && let Some((letter, _)) = options.iter().find(|(l, _)| NOT_YET.contains(l))
-    {
-        return Err(CliError::Unsupported(*letter));
-    }
 
     let operands: Vec<OsString> = m
         .get_many::<OsString>("operands")
@@ -497,8 +504,65 @@ fn invocation(
             .unwrap_or_default(),
         ssh_program: last("program"),
         ssh_args: ssh_args(options),
+        sftp,
+        sftp_server,
+        sftp_buffer,
+        sftp_requests,
         operands,
     })
+}
+
+enum SftpOption {
+    Buffer(u32),
+    Requests(usize),
+}
+
+/// `-X buffer=N` (1 B to 256 KiB, with a K/M/G suffix as scp's
+/// scan_scaled reads it) or `-X nrequests=N` (1 to 262144), in scp's words
+/// when wrong.
+fn sftp_option(value: &[u8]) -> Result<SftpOption, CliError> {
+    let shown = |text: &[u8]| crate::escape::for_terminal(text);
+    if let Some(text) = value.strip_prefix(b"buffer=") {
+        let invalid = || {
+            CliError::Fatal(format!(
+                "Invalid buffer size \"{}\": Invalid argument",
+                shown(text)
+            ))
+        };
+        let digits = text.iter().take_while(|b| b.is_ascii_digit()).count();
+        let scale: u64 = match &text[digits..] {
+            b"" => 1,
+            b"k" | b"K" => 1 << 10,
+            b"m" | b"M" => 1 << 20,
+            b"g" | b"G" => 1 << 30,
+            _ => return Err(invalid()),
+        };
+        let number: u64 = std::str::from_utf8(&text[..digits])
+            .ok()
+            .and_then(|d| d.parse().ok())
+            .ok_or_else(invalid)?;
+        let bytes = number.checked_mul(scale).ok_or_else(invalid)?;
+        if !(1..=256 * 1024).contains(&bytes) {
+            return Err(invalid());
+        }
+        return Ok(SftpOption::Buffer(bytes as u32));
+    }
+    if let Some(text) = value.strip_prefix(b"nrequests=") {
+        let why = match std::str::from_utf8(text)
+            .ok()
+            .and_then(|t| t.parse::<i64>().ok())
+        {
+            None => "invalid",
+            Some(n) if n < 1 => "too small",
+            Some(n) if n > 256 * 1024 => "too large",
+            Some(n) => return Ok(SftpOption::Requests(n as usize)),
+        };
+        return Err(CliError::Fatal(format!(
+            "Invalid number of requests \"{}\": {why}",
+            shown(text)
+        )));
+    }
+    Err(CliError::Fatal("Invalid -X option".into()))
 }
 
 /// The flags scp hands to ssh, in the order they were given.
@@ -678,7 +742,7 @@ mod tests {
         assert_eq!(run(&["-l", "0", "a", "b"]), Err(CliError::Usage(None)));
         assert_eq!(
             run(&["-X", "bogus=1", "a", "b"]),
-            Err(CliError::Usage(None))
+            Err(CliError::Fatal("Invalid -X option".into()))
         );
     }
 
@@ -694,13 +758,47 @@ mod tests {
     }
 
     #[test]
-    fn later_flags_are_refused_not_ignored() {
-        for (args, letter) in [
-            (vec!["-s", "a", "b"], 's'),
-            (vec!["-D", "/x", "a", "b"], 'D'),
-            (vec!["-X", "buffer=1", "a", "b"], 'X'),
+    fn sftp_mode_flags() {
+        assert!(!copy(&["a", "b"]).sftp);
+        assert!(copy(&["-s", "a", "b"]).sftp);
+        assert!(!copy(&["-s", "-O", "a", "b"]).sftp);
+        assert!(copy(&["-O", "-s", "a", "b"]).sftp);
+        let direct = copy(&["-D", "/x", "a", "b"]);
+        assert!(direct.sftp);
+        assert_eq!(direct.sftp_server, Some("/x".into()));
+        assert!(!copy(&["-D", "/x", "-O", "a", "b"]).sftp);
+        let tuned = copy(&["-X", "buffer=1k", "-X", "nrequests=7", "a", "b"]);
+        assert_eq!(
+            (tuned.sftp_buffer, tuned.sftp_requests),
+            (Some(1024), Some(7))
+        );
+        assert_eq!(
+            copy(&["-X", "buffer=256K", "a", "b"]).sftp_buffer,
+            Some(262_144)
+        );
+        for (x, message) in [
+            ("buffer=0", "Invalid buffer size \"0\": Invalid argument"),
+            (
+                "buffer=300000",
+                "Invalid buffer size \"300000\": Invalid argument",
+            ),
+            (
+                "buffer=abc",
+                "Invalid buffer size \"abc\": Invalid argument",
+            ),
+            ("nrequests=0", "Invalid number of requests \"0\": too small"),
+            (
+                "nrequests=262145",
+                "Invalid number of requests \"262145\": too large",
+            ),
+            ("nrequests=x", "Invalid number of requests \"x\": invalid"),
+            ("foo=1", "Invalid -X option"),
         ] {
-            assert_eq!(run(&args), Err(CliError::Unsupported(letter)), "{args:?}");
+            assert_eq!(
+                run(&["-X", x, "a", "b"]),
+                Err(CliError::Fatal(message.into())),
+                "{x}"
+            );
         }
     }
 

@@ -18,8 +18,9 @@ use crate::operand::Remote;
 use crate::plan::{self, Destination, ToLocal, ToRemote};
 use crate::report::{self, LocalEnd};
 use crate::scp::{NameFilter, Relay, RelayOptions, Sink, SinkOptions, Source, SourceOptions};
+use crate::sftp::{DEFAULT_REQUESTS, Sftp, SftpOptions, UploadTarget};
 use crate::transport::ssh::{Lane, NativeTransport};
-use crate::transport::{Completion, ProgramTransport, Start, Transport};
+use crate::transport::{Completion, DirectTransport, ProgramTransport, Start, Transport};
 
 type RemoteSource<'e> = Source<'e, Pin<Box<dyn AsyncRead + Send>>, Pin<Box<dyn DataWrite + Send>>>;
 
@@ -34,18 +35,23 @@ struct Upload<'e> {
 /// records or messages.
 enum UploadSession<'e> {
     Scp(RemoteSource<'e>),
+    Sftp(RemoteSftp<'e>, UploadTarget),
 }
+
+type RemoteSftp<'e> = Sftp<'e, Pin<Box<dyn AsyncRead + Send>>, Pin<Box<dyn DataWrite + Send>>>;
 
 impl UploadSession<'_> {
     async fn send(&mut self, path: &Path) -> Result<(), SessionError> {
         match self {
             UploadSession::Scp(source) => source.send(path).await,
+            UploadSession::Sftp(sftp, target) => sftp.upload(path, target).await,
         }
     }
 
     async fn close(self) -> Result<Summary, SessionError> {
         match self {
             UploadSession::Scp(source) => source.close().await,
+            UploadSession::Sftp(sftp, _) => sftp.close().await,
         }
     }
 }
@@ -89,6 +95,11 @@ pub async fn run(invocation: &Invocation, events: &dyn Events, umask: u32) -> Ou
         return Outcome::Fatal;
     }
     let transport = match &invocation.ssh_program {
+        _ if invocation.sftp && invocation.sftp_server.is_some() => {
+            Transport::Direct(DirectTransport {
+                program: invocation.sftp_server.clone().unwrap_or_default(),
+            })
+        }
         Some(program) => Transport::Program(ProgramTransport {
             program: program.clone(),
             ssh_args: invocation.ssh_args.clone(),
@@ -175,6 +186,9 @@ impl<'a> Client<'a> {
 
     /// `-3`: both remote ends opened from here, the stream passed through.
     async fn relay(&mut self, source: &Remote, target: &Remote) {
+        if self.invocation.sftp {
+            return self.fail("-3 in SFTP mode is not supported yet: use -O");
+        }
         let from_command = self.remote_command("-f", &source.path);
         let to_command = self.remote_command("-t", &target.path);
         let from = match self
@@ -256,6 +270,9 @@ impl<'a> Client<'a> {
     }
 
     async fn open_upload(&mut self, target: &Remote) -> Option<Upload<'a>> {
+        if self.invocation.sftp {
+            return self.open_sftp_upload(target).await;
+        }
         let command = self.remote_command("-t", &target.path);
         let channel = match self.transport.exec(target, &command, self.events).await {
             Ok(channel) => channel,
@@ -281,6 +298,90 @@ impl<'a> Client<'a> {
         })
     }
 
+    /// An SFTP session for uploads, its target decided as scp's sink
+    /// decides it.
+    async fn open_sftp_upload(&mut self, target: &Remote) -> Option<Upload<'a>> {
+        let channel = self.open_sftp_channel(target).await?;
+        let mut sftp = match Sftp::start(
+            channel.reader,
+            channel.writer,
+            self.sftp_options(),
+            self.events,
+        )
+        .await
+        {
+            Ok(sftp) => sftp,
+            Err(error) => {
+                self.conclude(Err(error), vec![channel.completion]).await;
+                return None;
+            }
+        };
+        let decided = sftp
+            .upload_target(target.path.as_bytes(), self.target_must_be_directory)
+            .await;
+        match decided {
+            Ok(Some(upload_target)) => Some(Upload {
+                session: UploadSession::Sftp(sftp, upload_target),
+                completion: channel.completion,
+            }),
+            Ok(None) => {
+                let closed = sftp.close().await;
+                self.conclude(closed, vec![channel.completion]).await;
+                None
+            }
+            Err(error) => {
+                drop(sftp);
+                self.conclude(Err(error), vec![channel.completion]).await;
+                None
+            }
+        }
+    }
+
+    async fn open_sftp_channel(&mut self, remote: &Remote) -> Option<crate::transport::Channel> {
+        let opened = self
+            .transport
+            .open(remote, Start::Subsystem("sftp"), self.events, Lane::Shared)
+            .await;
+        match opened {
+            Ok(channel) => Some(channel),
+            Err(message) => {
+                self.fail(&message);
+                None
+            }
+        }
+    }
+
+    fn sftp_options(&self) -> SftpOptions {
+        SftpOptions {
+            recursive: self.invocation.recursive,
+            preserve: self.invocation.preserve,
+            limit: self.limit(),
+            buffer: self.invocation.sftp_buffer,
+            requests: self.invocation.sftp_requests.unwrap_or(DEFAULT_REQUESTS),
+            umask: self.umask,
+        }
+    }
+
+    /// A download over SFTP: one session per remote source.
+    async fn download_sftp(&mut self, source: &Remote, target: &Path) {
+        let Some(channel) = self.open_sftp_channel(source).await else {
+            return;
+        };
+        let outcome = async {
+            let mut sftp = Sftp::start(
+                channel.reader,
+                channel.writer,
+                self.sftp_options(),
+                self.events,
+            )
+            .await?;
+            sftp.download(source.path.as_bytes(), target).await?;
+            sftp.close().await
+        }
+        .await;
+        self.conclude(outcome, vec![channel.completion]).await;
+    }
+
     async fn download_all(&mut self, steps: &[ToLocal], target: &Path) {
         if self.target_must_be_directory
             && let Err(message) = require_directory(target)
@@ -297,6 +398,9 @@ impl<'a> Client<'a> {
     }
 
     async fn download(&mut self, source: &Remote, target: &Path) {
+        if self.invocation.sftp {
+            return self.download_sftp(source, target).await;
+        }
         let command = self.remote_command("-f", &source.path);
         let channel = match self.transport.exec(source, &command, self.events).await {
             Ok(channel) => channel,

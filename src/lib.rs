@@ -20,4 +20,5 @@ pub mod progress;
 pub mod report;
 pub mod scp;
 pub mod server;
+pub mod sftp;
 pub mod transport;

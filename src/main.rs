@@ -40,9 +40,6 @@ fn main() -> ExitCode {
                     eprint_usage();
                 }
                 CliError::Fatal(message) => report::error(message),
-                CliError::Unsupported(letter) => {
-                    report::error(&format!("option -{letter} is not supported yet"));
-                }
             }
             return ExitCode::from(error.exit_code());
         }

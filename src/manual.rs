@@ -126,6 +126,13 @@ On a terminal, runs of several files show a total line under the
 per-file line; it is cleared at the end.
 .IP \(bu 2
 Copies between two remote hosts (-3) are checked at this host.
+.IP \(bu 2
+The legacy protocol is the default; -s selects SFTP, and so does -D
+unless -O is given. In SFTP mode a remote path is read as the remote shell
+would read it (quotes, braces, globs, ~); a word that needs the remote
+shell ($VAR, backticks, ;) is refused; several sources into a missing
+directory fail as in legacy mode; remote symlinks under -r are followed
+and -l is honoured.
 .SH SEE ALSO
 scp(1), ssh(1), ssh_config(5), sshd(8)
 "#;

@@ -22,7 +22,6 @@ fn bad_usage_prints_scps_usage_and_exits_1() {
         &["onlyone"][..],
         &[],
         &["-l", "0", "a", "b"],
-        &["-X", "what=1", "a", "b"],
     ] {
         let out = run(rscp().args(args));
         assert_exit(&out, 1);
@@ -56,19 +55,21 @@ fn fatal_setup_errors_exit_255() {
     );
 }
 
+/// Bad `-X` values end the run before anything starts, as scp's do
+/// (scp's own words, exit 255).
 #[test]
-fn later_features_are_refused_not_ignored() {
-    for (flag, letter) in [
-        (vec!["-s"], 's'),
-        (vec!["-D", "/usr/lib/sftp-server"], 'D'),
-        (vec!["-X", "nrequests=4"], 'X'),
+fn bad_sftp_options_are_fatal() {
+    for (option, message) in [
+        ("buffer=0", "Invalid buffer size \"0\": Invalid argument"),
+        (
+            "nrequests=262145",
+            "Invalid number of requests \"262145\": too large",
+        ),
+        ("window=1", "Invalid -X option"),
     ] {
-        let out = run(rscp().args(&flag).args(["a", "h:b"]));
-        assert_exit(&out, 1);
-        assert_eq!(
-            stderr(&out),
-            format!("rscp: option -{letter} is not supported yet\n")
-        );
+        let out = run(rscp().args(["-X", option, "a", "h:b"]));
+        assert_exit(&out, 255);
+        assert_eq!(stderr(&out), format!("rscp: {message}\n"));
     }
 }
 

@@ -1,0 +1,957 @@
+//! The SFTP engine: uploads and downloads over an SFTP v3 session, with
+//! several requests in flight per file, pure of sockets and terminals like
+//! the scp engine. A command line means what it means in legacy mode: the
+//! remote path is read as the remote shell would read it (quotes, braces,
+//! globs, `~`), a target directory is used as scp's sink uses it, and every
+//! name the server sends is checked before it touches the disk.
+//!
+//! Written here rather than on russh-sftp: its handles and names are
+//! strings (OpenSSH's binary handles fail), its flush waits for every
+//! write, and it cannot keep requests in flight across files.
+
+pub mod codec;
+mod paths;
+pub mod session;
+
+use std::fs::{File, Metadata};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::io::AsyncRead;
+
+use crate::engine::{DataWrite, SessionError, Summary};
+use crate::escape::for_terminal;
+use crate::events::{Events, FileId};
+use crate::local::receive::{ReceivedDirectory, Receiving, Times};
+use crate::local::walk::{Step, Walk, last_component};
+use crate::local::{Pacer, blocking};
+use crate::scp::names::Component;
+use codec::{Attrs, Reply, Request};
+pub use paths::join;
+use session::{Session, status_text, unexpected};
+
+/// `-X nrequests` default: requests in flight per file (scp's default).
+pub const DEFAULT_REQUESTS: usize = 64;
+
+/// Data in flight per file, at most, whatever `-X nrequests` says: memory
+/// stays flat, and sshd's window (2 MiB per channel) is full long before.
+const MAX_IN_FLIGHT: u64 = 8 * 1024 * 1024;
+
+/// The most entries one remote directory may list.
+const MAX_ENTRIES: usize = 1 << 20;
+
+#[derive(Debug, Clone, Copy)]
+pub struct SftpOptions {
+    pub recursive: bool,
+    pub preserve: bool,
+    /// `-l`, in bytes per second.
+    pub limit: Option<u64>,
+    /// `-X buffer`: data per READ and WRITE.
+    pub buffer: Option<u32>,
+    /// `-X nrequests`.
+    pub requests: usize,
+    pub umask: u32,
+}
+
+/// Where uploads go, decided once per run as scp's sink decides it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UploadTarget {
+    /// An existing directory: each source goes inside it.
+    Directory(Vec<u8>),
+    /// A path that is not a directory (or not there): a single source
+    /// takes this name.
+    Name(Vec<u8>),
+}
+
+/// A remote directory being filled by an upload.
+struct RemoteDirectory {
+    path: Vec<u8>,
+    /// Set once it is filled: its mode (and times with `-p`).
+    finish: Option<Attrs>,
+}
+
+pub struct Sftp<'e, R, W> {
+    session: Session<R, W>,
+    options: SftpOptions,
+    events: &'e dyn Events,
+    errors: u32,
+    pacer: Option<Pacer>,
+    /// Freed buffers for received data.
+    buffers: Vec<Vec<u8>>,
+}
+
+impl<'e, R, W> Sftp<'e, R, W>
+where
+    R: AsyncRead + Unpin,
+    W: DataWrite,
+{
+    /// Starts the session (the version handshake and the server's limits).
+    pub async fn start(
+        reader: R,
+        writer: W,
+        options: SftpOptions,
+        events: &'e dyn Events,
+    ) -> Result<Self, SessionError> {
+        let session = Session::start(reader, writer, options.buffer).await?;
+        if events.verbose() {
+            let line = format!(
+                "SFTP session: {} bytes per read, {} per write, {} requests in flight\n",
+                session.read_len, session.write_len, options.requests
+            );
+            events.debug(line.as_bytes());
+        }
+        Ok(Sftp {
+            session,
+            options,
+            events,
+            errors: 0,
+            pacer: options.limit.map(Pacer::new),
+            buffers: Vec::new(),
+        })
+    }
+
+    /// Ends the session.
+    pub async fn close(mut self) -> Result<Summary, SessionError> {
+        self.session.shutdown().await;
+        Ok(Summary {
+            errors: self.errors,
+        })
+    }
+
+    fn fail(&mut self, message: &str) {
+        self.errors += 1;
+        self.events.error(message);
+    }
+
+    fn fail_remote(&mut self, path: &[u8], why: &str) {
+        let message = format!("{}: {why}", for_terminal(path));
+        self.fail(&message);
+    }
+
+    fn requests_for(&self, len: u32) -> usize {
+        let by_memory = (MAX_IN_FLIGHT / u64::from(len.max(1))).max(1) as usize;
+        self.options.requests.clamp(1, by_memory)
+    }
+
+    // ---- paths -------------------------------------------------------
+
+    /// The remote paths `request` names, globs expanded over SFTP (a glob
+    /// that matches nothing stands for itself, as the shell leaves it).
+    /// `Err` is a message for a request only a shell could read.
+    async fn resolve(
+        &mut self,
+        request: &[u8],
+    ) -> Result<Result<Vec<Vec<u8>>, String>, SessionError> {
+        let read = match crate::scp::names::read_for_sftp(request) {
+            Ok(read) => read,
+            Err(why) => return Ok(Err(format!("{}: {why}", for_terminal(request)))),
+        };
+        let mut paths = Vec::new();
+        for shell_path in read {
+            let base = match &shell_path.home {
+                Some(user) if !user.is_empty() => match self.expand_home(user).await? {
+                    Ok(home) => home,
+                    Err(why) => return Ok(Err(why)),
+                },
+                // `~` is the login directory, where relative paths start.
+                Some(_) => Vec::new(),
+                None if shell_path.absolute => b"/".to_vec(),
+                None => Vec::new(),
+            };
+            let found = self.expand(base, &shell_path.components).await?;
+            paths.extend(found);
+        }
+        Ok(Ok(paths))
+    }
+
+    /// The paths a shell would make of `base` and `components`: globs
+    /// matched against directory listings (sorted, hidden names only where
+    /// the glob spells the dot); a path that matches nothing is the text
+    /// as written, as the shell leaves such a word.
+    async fn expand(
+        &mut self,
+        base: Vec<u8>,
+        components: &[Component],
+    ) -> Result<Vec<Vec<u8>>, SessionError> {
+        let literal = components.iter().fold(base.clone(), |path, c| match c {
+            Component::Literal(text) => join(&path, text),
+            Component::Glob(glob) => join(&path, &glob.text),
+        });
+        if !components.iter().any(|c| matches!(c, Component::Glob(_))) {
+            return Ok(vec![literal]);
+        }
+        let mut current = vec![base];
+        for component in components {
+            match component {
+                Component::Literal(text) => {
+                    for path in &mut current {
+                        *path = join(path, text);
+                    }
+                }
+                Component::Glob(glob) => {
+                    let mut next = Vec::new();
+                    for directory in &current {
+                        let Ok(entries) = self.list(directory).await? else {
+                            continue;
+                        };
+                        let mut names: Vec<Vec<u8>> = entries
+                            .into_iter()
+                            .map(|e| e.filename)
+                            .filter(|n| paths::is_plain_name(n) && glob.matches(n))
+                            .collect();
+                        names.sort();
+                        next.extend(names.iter().map(|n| join(directory, n)));
+                        if next.len() > MAX_ENTRIES {
+                            return Err(SessionError::Protocol(
+                                "glob matches too many names".into(),
+                            ));
+                        }
+                    }
+                    current = next;
+                }
+            }
+        }
+        // Only what exists, as glob(3) finds it.
+        let mut found = Vec::new();
+        for path in current {
+            if let Reply::Attrs(_) = self.session.call(&Request::Lstat { path: &path }).await? {
+                found.push(path);
+            }
+        }
+        if found.is_empty() {
+            found.push(literal);
+        }
+        Ok(found)
+    }
+
+    /// `~user`, through OpenSSH's `expand-path@openssh.com`.
+    async fn expand_home(&mut self, user: &[u8]) -> Result<Result<Vec<u8>, String>, SessionError> {
+        if !self.session.has_extension(b"expand-path@openssh.com") {
+            return Ok(Err("server expand-path extension is required".into()));
+        }
+        let tilde = [b"~".as_slice(), user].concat();
+        let request = Request::Extended {
+            name: "expand-path@openssh.com",
+            fields: &[&tilde],
+        };
+        match self.session.call(&request).await? {
+            Reply::Name(mut names) if names.len() == 1 => Ok(Ok(names.remove(0).filename)),
+            Reply::Status { code, message } => Ok(Err(format!(
+                "{}: {}",
+                for_terminal(&tilde),
+                status_text(code, &message)
+            ))),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// STAT (following symlinks): `Ok(Err(why))` when the server says no.
+    async fn stat(&mut self, path: &[u8]) -> Result<Result<Attrs, String>, SessionError> {
+        match self
+            .session
+            .call(&Request::Stat {
+                path: nonempty(path),
+            })
+            .await?
+        {
+            Reply::Attrs(attrs) => Ok(Ok(attrs)),
+            Reply::Status { code, message } => Ok(Err(status_text(code, &message))),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn realpath(&mut self, path: &[u8]) -> Result<Result<Vec<u8>, String>, SessionError> {
+        match self
+            .session
+            .call(&Request::Realpath {
+                path: nonempty(path),
+            })
+            .await?
+        {
+            Reply::Name(mut names) if names.len() == 1 => Ok(Ok(names.remove(0).filename)),
+            Reply::Status { code, message } => Ok(Err(status_text(code, &message))),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// A directory's entries (all of them: READDIR to the end).
+    async fn list(
+        &mut self,
+        path: &[u8],
+    ) -> Result<Result<Vec<codec::NameEntry>, String>, SessionError> {
+        let handle = match self
+            .session
+            .call(&Request::Opendir {
+                path: nonempty(path),
+            })
+            .await?
+        {
+            Reply::Handle(handle) => handle,
+            Reply::Status { code, message } => return Ok(Err(status_text(code, &message))),
+            other => return Err(unexpected(&other)),
+        };
+        let mut entries = Vec::new();
+        let outcome = loop {
+            match self
+                .session
+                .call(&Request::Readdir { handle: &handle })
+                .await?
+            {
+                Reply::Name(names) => {
+                    entries.extend(names);
+                    if entries.len() > MAX_ENTRIES {
+                        break Err(SessionError::Protocol("directory listing too long".into()));
+                    }
+                }
+                Reply::Status {
+                    code: codec::FX_EOF,
+                    ..
+                } => break Ok(Ok(entries)),
+                Reply::Status { code, message } => break Ok(Err(status_text(code, &message))),
+                other => break Err(unexpected(&other)),
+            }
+        };
+        self.close_handle(&handle).await?;
+        outcome
+    }
+
+    async fn close_handle(&mut self, handle: &[u8]) -> Result<Option<String>, SessionError> {
+        match self.session.call(&Request::Close { handle }).await? {
+            Reply::Status {
+                code: codec::FX_OK, ..
+            } => Ok(None),
+            Reply::Status { code, message } => Ok(Some(status_text(code, &message))),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    // ---- uploads -----------------------------------------------------
+
+    /// Decides where uploads go (scp's sink: an existing directory, or a
+    /// name; `must_be_directory` with several sources or `-d`). `None`
+    /// after reporting why nothing can be uploaded.
+    pub async fn upload_target(
+        &mut self,
+        request: &[u8],
+        must_be_directory: bool,
+    ) -> Result<Option<UploadTarget>, SessionError> {
+        let paths = match self.resolve(request).await? {
+            Ok(paths) => paths,
+            Err(message) => {
+                self.fail(&message);
+                return Ok(None);
+            }
+        };
+        let [path] = paths.as_slice() else {
+            self.fail("ambiguous target");
+            return Ok(None);
+        };
+        let path = path.clone();
+        match self.stat(&path).await? {
+            Ok(attrs) if attrs.is_dir() => Ok(Some(UploadTarget::Directory(path))),
+            Ok(_) if must_be_directory => {
+                self.fail_remote(&path, "Not a directory");
+                Ok(None)
+            }
+            Err(why) if must_be_directory => {
+                self.fail_remote(&path, &why);
+                Ok(None)
+            }
+            _ => Ok(Some(UploadTarget::Name(path))),
+        }
+    }
+
+    /// Uploads one operand (a file, or with `-r` a tree).
+    pub async fn upload(
+        &mut self,
+        local: &Path,
+        target: &UploadTarget,
+    ) -> Result<(), SessionError> {
+        let mut walk = Walk::new(local, self.options.recursive);
+        let mut open: Vec<RemoteDirectory> = Vec::new();
+        while let Some(step) = walk.next() {
+            match step {
+                Step::File { path, file, meta } => {
+                    let remote = remote_name(target, &open, last_component(&path));
+                    self.upload_file(&path, file, &meta, &remote).await?;
+                }
+                Step::Directory(directory) => {
+                    let remote = remote_name(target, &open, &directory.name());
+                    if let Some(entered) = self.make_directory(&remote, &directory.meta).await? {
+                        open.push(entered);
+                        walk.enter(directory);
+                    }
+                }
+                Step::Leave => {
+                    if let Some(done) = open.pop()
+                        && let Some(attrs) = done.finish
+                    {
+                        let request = Request::Setstat {
+                            path: &done.path,
+                            attrs: &attrs,
+                        };
+                        if let Some(why) = self.status_of(&request).await? {
+                            self.fail_remote(&done.path, &format!("set attributes: {why}"));
+                        }
+                    }
+                }
+                Step::Problem(message) => self.fail(&message),
+            }
+        }
+        Ok(())
+    }
+
+    /// The status a request gets: `None` for OK, else why.
+    async fn status_of(&mut self, request: &Request<'_>) -> Result<Option<String>, SessionError> {
+        match self.session.call(request).await? {
+            Reply::Status {
+                code: codec::FX_OK, ..
+            } => Ok(None),
+            Reply::Status { code, message } => Ok(Some(status_text(code, &message))),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// A remote directory to upload into: an existing one, or a new one
+    /// (owner-writable while it fills, as scp's sink makes it).
+    async fn make_directory(
+        &mut self,
+        remote: &[u8],
+        meta: &Metadata,
+    ) -> Result<Option<RemoteDirectory>, SessionError> {
+        let mode = meta.mode();
+        let times = Some((clamp_time(meta.atime()), clamp_time(meta.mtime())));
+        let preserve = self.options.preserve;
+        let finish_preserved = preserve.then(|| Attrs {
+            permissions: Some(mode & 0o7777),
+            times,
+            ..Attrs::default()
+        });
+        match self.stat(remote).await? {
+            Ok(attrs) if attrs.is_dir() => {
+                return Ok(Some(RemoteDirectory {
+                    path: remote.to_vec(),
+                    finish: finish_preserved,
+                }));
+            }
+            Ok(_) => {
+                self.fail_remote(remote, "Not a directory");
+                return Ok(None);
+            }
+            Err(_) => {}
+        }
+        let attrs = Attrs {
+            permissions: Some((mode & 0o777) | 0o700),
+            ..Attrs::default()
+        };
+        let request = Request::Mkdir {
+            path: remote,
+            attrs: &attrs,
+        };
+        if let Some(why) = self.status_of(&request).await? {
+            self.fail_remote(remote, &why);
+            return Ok(None);
+        }
+        // Without -p, a new directory keeps the owner bits it was made
+        // with only where the original had them.
+        let finish = finish_preserved.or_else(|| {
+            (mode & 0o700 != 0o700).then(|| Attrs {
+                permissions: Some(mode & 0o777),
+                ..Attrs::default()
+            })
+        });
+        Ok(Some(RemoteDirectory {
+            path: remote.to_vec(),
+            finish,
+        }))
+    }
+
+    async fn upload_file(
+        &mut self,
+        local: &Path,
+        file: File,
+        meta: &Metadata,
+        remote: &[u8],
+    ) -> Result<(), SessionError> {
+        let size = meta.len();
+        let attrs = Attrs {
+            permissions: Some(meta.mode() & 0o777),
+            ..Attrs::default()
+        };
+        let open = Request::Open {
+            path: remote,
+            flags: codec::OPEN_WRITE | codec::OPEN_CREAT,
+            attrs: &attrs,
+        };
+        let handle = match self.session.call(&open).await? {
+            Reply::Handle(handle) => handle,
+            Reply::Status { code, message } => {
+                self.fail_remote(remote, &status_text(code, &message));
+                return Ok(());
+            }
+            other => return Err(unexpected(&other)),
+        };
+        let id = FileId::next();
+        self.events.file_started(id, last_component(local), size);
+        let written = self.write_data(&handle, Arc::new(file), size, id).await;
+        self.events.file_finished(id);
+        let (local_failure, mut remote_failure) = written?;
+        if local_failure.is_none() && remote_failure.is_none() {
+            // Written in place: the size cuts what was longer before.
+            let mut attrs = Attrs {
+                size: Some(size),
+                ..Attrs::default()
+            };
+            if self.options.preserve {
+                attrs.permissions = Some(meta.mode() & 0o7777);
+                attrs.times = Some((clamp_time(meta.atime()), clamp_time(meta.mtime())));
+            }
+            let request = Request::Fsetstat {
+                handle: &handle,
+                attrs: &attrs,
+            };
+            remote_failure = self
+                .status_of(&request)
+                .await?
+                .map(|why| format!("set attributes: {why}"));
+        }
+        let closed = self.close_handle(&handle).await?;
+        if let Some(why) = local_failure {
+            self.fail(&format!(
+                "{}: {why}",
+                crate::escape::path_for_terminal(local)
+            ));
+        } else if let Some(why) = remote_failure.or(closed) {
+            self.fail_remote(remote, &why);
+        }
+        Ok(())
+    }
+
+    /// Sends `size` bytes of `file` as WRITEs, several in flight. Returns
+    /// why the local file could not be read, and why the server refused a
+    /// write (the first of each).
+    async fn write_data(
+        &mut self,
+        handle: &[u8],
+        file: Arc<File>,
+        size: u64,
+        id: FileId,
+    ) -> Result<(Option<String>, Option<String>), SessionError> {
+        let chunk = self.session.write_len.max(1);
+        let most = self.requests_for(chunk);
+        let mode = blocking::Mode::for_file(&file, size);
+        let mut in_flight: std::collections::VecDeque<u32> = std::collections::VecDeque::new();
+        let mut offset = 0u64;
+        let (mut local_failure, mut remote_failure) = (None, None);
+        loop {
+            while offset < size
+                && in_flight.len() < most
+                && local_failure.is_none()
+                && remote_failure.is_none()
+            {
+                let len = (size - offset).min(u64::from(chunk)) as u32;
+                let (request, mut packet) = self.session.write_packet(handle, offset, len);
+                let data = packet.split_off(packet.len());
+                let mut data = data;
+                data.resize(len as usize, 0);
+                let (mut data, read) =
+                    blocking::finish(blocking::read_at(mode, file.clone(), data, offset), || {
+                        bytes::BytesMut::zeroed(len as usize)
+                    })
+                    .await;
+                match read {
+                    Ok(n) if n == len as usize => {}
+                    Ok(n) => {
+                        data[n..].fill(0);
+                        local_failure = Some("file shrank while being read".to_owned());
+                    }
+                    Err(e) => {
+                        data.fill(0);
+                        local_failure = Some(crate::escape::io_reason(&e));
+                    }
+                }
+                packet.unsplit(data);
+                self.session.send_packet(packet.freeze()).await?;
+                in_flight.push_back(request);
+                offset += u64::from(len);
+                self.events.file_progress(id, u64::from(len));
+                if let Some(pacer) = self.pacer.as_mut() {
+                    pacer.moved(u64::from(len)).await;
+                }
+            }
+            if in_flight.is_empty() {
+                break;
+            }
+            let (answered, reply) = self.session.receive().await?;
+            let Some(at) = in_flight.iter().position(|&r| r == answered) else {
+                return Err(SessionError::Protocol(format!(
+                    "reply to request {answered}, which was not waiting"
+                )));
+            };
+            in_flight.remove(at);
+            match reply {
+                Reply::Status {
+                    code: codec::FX_OK, ..
+                } => {}
+                Reply::Status { code, message } => {
+                    remote_failure.get_or_insert_with(|| status_text(code, &message));
+                }
+                other => return Err(unexpected(&other)),
+            }
+        }
+        Ok((local_failure, remote_failure))
+    }
+
+    // ---- downloads ---------------------------------------------------
+
+    /// Downloads what `request` names into `target` (a directory, or the
+    /// name a single file takes).
+    pub async fn download(&mut self, request: &[u8], target: &Path) -> Result<(), SessionError> {
+        let paths = match self.resolve(request).await? {
+            Ok(paths) => paths,
+            Err(message) => {
+                self.fail(&message);
+                return Ok(());
+            }
+        };
+        let target_is_directory = std::fs::metadata(target).is_ok_and(|m| m.is_dir());
+        for path in paths {
+            let attrs = match self.stat(&path).await? {
+                Ok(attrs) => attrs,
+                Err(why) => {
+                    self.fail_remote(&path, &why);
+                    continue;
+                }
+            };
+            if attrs.is_dir() && !self.options.recursive {
+                self.fail_remote(&path, "not a regular file");
+                continue;
+            }
+            let name = match self.name_of(&path).await? {
+                Some(name) => name,
+                None => continue,
+            };
+            let local = if target_is_directory {
+                target.join(std::ffi::OsStr::from_bytes(&name))
+            } else {
+                target.to_owned()
+            };
+            if attrs.is_dir() {
+                let mut ancestors = Vec::new();
+                self.download_tree(&path, &attrs, local, &mut ancestors)
+                    .await?;
+            } else if attrs.is_regular() {
+                self.download_file(&path, &attrs, &local).await?;
+            } else {
+                self.fail_remote(&path, "not a regular file");
+            }
+        }
+        Ok(())
+    }
+
+    /// The name a top-level source is received under: its last component,
+    /// or for `.`, `..`, `~` and the like the real name of the directory.
+    async fn name_of(&mut self, path: &[u8]) -> Result<Option<Vec<u8>>, SessionError> {
+        let last = paths::last_component(path);
+        if !last.is_empty() && last != b"." && last != b".." {
+            return Ok(Some(last.to_vec()));
+        }
+        match self.realpath(path).await? {
+            Ok(real) => {
+                let name = paths::last_component(&real);
+                if name.is_empty() || name == b"." || name == b".." {
+                    // The root: there is no name to receive it under.
+                    self.fail_remote(path, "cannot be received under a name");
+                    return Ok(None);
+                }
+                Ok(Some(name.to_vec()))
+            }
+            Err(why) => {
+                self.fail_remote(path, &why);
+                Ok(None)
+            }
+        }
+    }
+
+    async fn download_tree(
+        &mut self,
+        remote: &[u8],
+        attrs: &Attrs,
+        local: PathBuf,
+        ancestors: &mut Vec<Vec<u8>>,
+    ) -> Result<(), SessionError> {
+        let real = match self.realpath(remote).await? {
+            Ok(real) => real,
+            Err(why) => {
+                self.fail_remote(remote, &why);
+                return Ok(());
+            }
+        };
+        if ancestors.contains(&real) {
+            self.fail_remote(remote, "directory loop (symbolic link to a parent)");
+            return Ok(());
+        }
+        let entries = match self.list(remote).await? {
+            Ok(entries) => entries,
+            Err(why) => {
+                self.fail_remote(remote, &why);
+                return Ok(());
+            }
+        };
+        let mode = attrs.permissions.unwrap_or(0o755);
+        let times = self.times_of(attrs);
+        let directory = match ReceivedDirectory::enter(
+            local,
+            mode,
+            times,
+            self.options.preserve,
+            self.options.umask,
+        ) {
+            Ok(directory) => directory,
+            Err(message) => {
+                self.fail(&message);
+                return Ok(());
+            }
+        };
+        ancestors.push(real);
+        for entry in entries {
+            let name = entry.filename;
+            if name == b"." || name == b".." {
+                continue;
+            }
+            if !paths::is_plain_name(&name) {
+                let message = format!(
+                    "{}: server sent a name that is not one: \"{}\"",
+                    for_terminal(remote),
+                    for_terminal(&name)
+                );
+                self.fail(&message);
+                continue;
+            }
+            let child = join(remote, &name);
+            let mut attrs = entry.attrs;
+            // READDIR's attributes are the link's own: follow links.
+            let is_link = attrs
+                .permissions
+                .is_some_and(|p| p & libc::S_IFMT == libc::S_IFLNK);
+            if is_link || attrs.permissions.is_none() {
+                attrs = match self.stat(&child).await? {
+                    Ok(attrs) => attrs,
+                    Err(why) => {
+                        self.fail_remote(&child, &why);
+                        continue;
+                    }
+                };
+            }
+            let local_child = directory.path.join(std::ffi::OsStr::from_bytes(&name));
+            if attrs.is_dir() {
+                Box::pin(self.download_tree(&child, &attrs, local_child, ancestors)).await?;
+            } else if attrs.is_regular() {
+                self.download_file(&child, &attrs, &local_child).await?;
+            } else {
+                self.fail_remote(&child, "not a regular file");
+            }
+        }
+        ancestors.pop();
+        if let Err(message) = directory.finish() {
+            self.fail(&message);
+        }
+        Ok(())
+    }
+
+    fn times_of(&self, attrs: &Attrs) -> Option<Times> {
+        let (atime, mtime) = attrs.times?;
+        self.options.preserve.then_some(Times {
+            mtime: u64::from(mtime),
+            mtime_usec: 0,
+            atime: u64::from(atime),
+            atime_usec: 0,
+        })
+    }
+
+    async fn download_file(
+        &mut self,
+        remote: &[u8],
+        attrs: &Attrs,
+        local: &Path,
+    ) -> Result<(), SessionError> {
+        let open = Request::Open {
+            path: remote,
+            flags: codec::OPEN_READ,
+            attrs: &Attrs::default(),
+        };
+        let handle = match self.session.call(&open).await? {
+            Reply::Handle(handle) => handle,
+            Reply::Status { code, message } => {
+                self.fail_remote(remote, &status_text(code, &message));
+                return Ok(());
+            }
+            other => return Err(unexpected(&other)),
+        };
+        let size = attrs.size.unwrap_or(0);
+        let mode = attrs.permissions.unwrap_or(0o644);
+        let mut file = match Receiving::open(local, mode, size) {
+            Ok(file) => file,
+            Err(message) => {
+                self.fail(&message);
+                self.close_handle(&handle).await?;
+                return Ok(());
+            }
+        };
+        let id = FileId::next();
+        self.events
+            .file_started(id, paths::last_component(remote), size);
+        let received = self.read_data(&handle, &mut file, id).await;
+        self.events.file_finished(id);
+        let (received, remote_failure) = received?;
+        let (freed, written) = file.finish_writes().await;
+        self.buffers.extend(freed);
+        let mut problem = written.err();
+        if problem.is_none()
+            && remote_failure.is_none()
+            && let Err(message) = file.set_size(received)
+        {
+            problem = Some(message);
+        }
+        if self.options.preserve
+            && let Err(message) = file.set_mode(mode)
+        {
+            problem.get_or_insert(message);
+        }
+        if let Some(times) = self.times_of(attrs)
+            && !file.write_failed()
+            && let Err(message) = file.set_times(times)
+        {
+            problem.get_or_insert(message);
+        }
+        let closed = self.close_handle(&handle).await?;
+        if let Some(why) = remote_failure.or(closed) {
+            self.fail_remote(remote, &why);
+        } else if let Some(message) = problem {
+            self.fail(&message);
+        }
+        Ok(())
+    }
+
+    /// Reads the file to its end with several READs in flight, and writes
+    /// what arrives in order. Returns the bytes received and why the
+    /// server stopped short, if it did.
+    async fn read_data(
+        &mut self,
+        handle: &[u8],
+        file: &mut Receiving,
+        id: FileId,
+    ) -> Result<(u64, Option<String>), SessionError> {
+        let chunk = self.session.read_len.clamp(1, crate::local::CHUNK as u32);
+        let most = self.requests_for(chunk);
+        // Request id -> (offset, length asked).
+        let mut asked: std::collections::HashMap<u32, (u64, u32)> =
+            std::collections::HashMap::new();
+        // Data that came before the data ahead of it.
+        let mut early: std::collections::BTreeMap<u64, Bytes> = std::collections::BTreeMap::new();
+        let (mut next, mut written) = (0u64, 0u64);
+        let mut end: Option<u64> = None;
+        let mut failure = None;
+        loop {
+            while end.is_none() && failure.is_none() && asked.len() < most {
+                let request = Request::Read {
+                    handle,
+                    offset: next,
+                    len: chunk,
+                };
+                let sent = self.session.send(&request);
+                asked.insert(sent, (next, chunk));
+                next += u64::from(chunk);
+            }
+            if asked.is_empty() {
+                break;
+            }
+            let (answered, reply) = self.session.receive().await?;
+            let Some((offset, len)) = asked.remove(&answered) else {
+                return Err(SessionError::Protocol(format!(
+                    "reply to request {answered}, which was not waiting"
+                )));
+            };
+            match reply {
+                Reply::Data(data) => {
+                    if data.len() > len as usize {
+                        return Err(SessionError::Protocol(
+                            "server sent more data than asked".into(),
+                        ));
+                    }
+                    if data.is_empty() {
+                        return Err(SessionError::Protocol("server sent empty data".into()));
+                    }
+                    if end.is_some_and(|end| offset >= end) {
+                        return Err(SessionError::Protocol(
+                            "server sent data past the end of the file".into(),
+                        ));
+                    }
+                    let got = data.len() as u32;
+                    if got < len {
+                        // A short read: ask for the rest of that range.
+                        let rest = Request::Read {
+                            handle,
+                            offset: offset + u64::from(got),
+                            len: len - got,
+                        };
+                        let sent = self.session.send(&rest);
+                        asked.insert(sent, (offset + u64::from(got), len - got));
+                    }
+                    early.insert(offset, data);
+                    while let Some(data) = early.remove(&written) {
+                        let len = data.len();
+                        let mut buf = self.buffers.pop().unwrap_or_else(Receiving::fresh_buffer);
+                        buf[..len].copy_from_slice(&data);
+                        let freed = file.write(buf, len).await;
+                        self.buffers.extend(freed);
+                        written += len as u64;
+                        self.events.file_progress(id, len as u64);
+                        if let Some(pacer) = self.pacer.as_mut() {
+                            pacer.moved(len as u64).await;
+                        }
+                    }
+                }
+                Reply::Status {
+                    code: codec::FX_EOF,
+                    ..
+                } => {
+                    end = Some(end.map_or(offset, |end: u64| end.min(offset)));
+                }
+                Reply::Status { code, message } => {
+                    failure.get_or_insert_with(|| status_text(code, &message));
+                }
+                other => return Err(unexpected(&other)),
+            }
+        }
+        if failure.is_none() && !early.is_empty() {
+            return Err(SessionError::Protocol(
+                "server left a gap in the file's data".into(),
+            ));
+        }
+        Ok((written, failure))
+    }
+}
+
+/// SFTP has no empty path: the login directory is `.`.
+fn nonempty(path: &[u8]) -> &[u8] {
+    if path.is_empty() { b"." } else { path }
+}
+
+/// Where an uploaded entry goes: inside the directory being filled, inside
+/// the target directory, or the target's own name.
+fn remote_name(target: &UploadTarget, open: &[RemoteDirectory], name: &[u8]) -> Vec<u8> {
+    match (open.last(), target) {
+        (Some(directory), _) => join(&directory.path, name),
+        (None, UploadTarget::Directory(directory)) => join(directory, name),
+        (None, UploadTarget::Name(path)) => path.clone(),
+    }
+}
+
+/// A time for SFTP's 32-bit fields (out of range: the nearest end).
+fn clamp_time(seconds: i64) -> u32 {
+    u32::try_from(seconds.max(0)).unwrap_or(u32::MAX)
+}

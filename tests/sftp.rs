@@ -1,0 +1,279 @@
+//! SFTP mode against the real servers: OpenSSH's sftp-server run directly
+//! (`-D`) and through sshd (`-s`), side by side with OpenSSH's `scp -s` on
+//! the same cases.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+
+const SFTP_SERVER: &str = "/usr/lib/openssh/sftp-server";
+
+/// OpenSSH's sftp-server, or `None` (outside CI) when it is not installed.
+fn sftp_server() -> Option<&'static str> {
+    if Path::new(SFTP_SERVER).exists() && which("scp") {
+        return Some(SFTP_SERVER);
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("CI=true but OpenSSH's sftp-server or scp is not installed");
+    }
+    skip("OpenSSH sftp-server not installed");
+    None
+}
+
+fn rscp_direct(server: &str) -> Command {
+    let mut command = rscp();
+    command.arg("-D").arg(server);
+    command
+}
+
+fn scp_direct(server: &str) -> Command {
+    let mut command = Command::new("scp");
+    command.arg("-s").arg("-D").arg(server);
+    command
+}
+
+/// `-D` ignores the host: any name does.
+fn at(path: &Path) -> String {
+    format!("x:{}", path.display())
+}
+
+#[test]
+fn single_files_both_ways_through_a_local_sftp_server() {
+    let Some(server) = sftp_server() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let data = pattern(3_000_017, 3);
+    write(work.path().join("one.bin"), &data);
+    chmod(work.path().join("one.bin"), 0o640);
+    fs::create_dir(work.path().join("into")).unwrap();
+
+    // Into a directory, then as a new name.
+    let up = run(rscp_direct(server)
+        .arg(work.path().join("one.bin"))
+        .arg(at(&work.path().join("into"))));
+    assert_success(&up);
+    assert_eq!(stderr(&up), "");
+    assert!(fs::read(work.path().join("into/one.bin")).unwrap() == data);
+    let named = run(rscp_direct(server)
+        .arg(work.path().join("one.bin"))
+        .arg(at(&work.path().join("named.bin"))));
+    assert_success(&named);
+    assert!(fs::read(work.path().join("named.bin")).unwrap() == data);
+
+    let down = run(rscp_direct(server)
+        .arg(at(&work.path().join("into/one.bin")))
+        .arg(work.path().join("back.bin")));
+    assert_success(&down);
+    assert_eq!(stderr(&down), "");
+    assert!(fs::read(work.path().join("back.bin")).unwrap() == data);
+    // A new file gets the source's mode under the umask, as in legacy mode.
+    assert_eq!(mode(work.path().join("back.bin")), 0o640 & !current_umask());
+}
+
+/// An upload over a longer file cuts it to the new size (written in
+/// place, the size set at the end), in both directions.
+#[test]
+fn a_shorter_file_replaces_a_longer_one() {
+    let Some(server) = sftp_server() else { return };
+    let work = tempfile::tempdir().unwrap();
+    write(work.path().join("short"), b"new");
+    write(work.path().join("long"), &pattern(100_000, 1));
+    let up = run(rscp_direct(server)
+        .arg(work.path().join("short"))
+        .arg(at(&work.path().join("long"))));
+    assert_success(&up);
+    assert_eq!(fs::read(work.path().join("long")).unwrap(), b"new");
+
+    write(work.path().join("long2"), &pattern(100_000, 2));
+    let down = run(rscp_direct(server)
+        .arg(at(&work.path().join("short")))
+        .arg(work.path().join("long2")));
+    assert_success(&down);
+    assert_eq!(fs::read(work.path().join("long2")).unwrap(), b"new");
+}
+
+#[test]
+fn trees_with_p_keep_modes_and_times_both_ways() {
+    let Some(server) = sftp_server() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let tree = work.path().join("tree");
+    sample_tree(&tree);
+    set_times(tree.join("a.txt"), 1_000_000_000, 1_000_000_100);
+    set_times(tree.join("sub"), 1_100_000_000, 1_100_000_000);
+    chmod(tree.join("sub"), 0o750);
+
+    let up = run(rscp_direct(server)
+        .arg("-rp")
+        .arg(&tree)
+        .arg(at(&work.path().join("up"))));
+    assert_success(&up);
+    assert_eq!(stderr(&up), "");
+    assert_same_tree(&tree, &work.path().join("up"));
+    assert_same_metadata(&tree, &work.path().join("up"), true);
+
+    fs::create_dir(work.path().join("down")).unwrap();
+    let down = run(rscp_direct(server)
+        .arg("-rp")
+        .arg(at(&work.path().join("up")))
+        .arg(work.path().join("down")));
+    assert_success(&down);
+    assert_eq!(stderr(&down), "");
+    assert_same_tree(&tree, &work.path().join("down/up"));
+    assert_same_metadata(&tree, &work.path().join("down/up"), true);
+}
+
+/// Globs, braces, quotes and `~` mean what the remote shell makes of
+/// them in legacy mode; what needs a shell is refused.
+#[test]
+fn remote_paths_read_as_the_remote_shell_reads_them() {
+    let Some(server) = sftp_server() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    write(src.join("a.txt"), b"a");
+    write(src.join("b.txt"), b"b");
+    write(src.join("c.log"), b"c");
+    write(src.join(".hidden.txt"), b"h");
+    write(src.join("with space"), b"s");
+    let out = work.path().join("out");
+    fs::create_dir(&out).unwrap();
+
+    let globbed = run(rscp_direct(server)
+        .arg(format!("x:{}/*.txt", src.display()))
+        .arg(format!("x:{}/'with space'", src.display()))
+        .arg(format!("x:{}/{{c.log,nothing}}", src.display()))
+        .arg(&out));
+    assert_exit(&globbed, 1);
+    assert_eq!(
+        stderr(&globbed),
+        format!(
+            "rscp: {}/nothing: No such file or directory\n",
+            src.display()
+        )
+    );
+    let mut names: Vec<_> = fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["a.txt", "b.txt", "c.log", "with space"]);
+
+    let shell = run(rscp_direct(server).arg("x:$HOME/a.txt").arg(&out));
+    assert_exit(&shell, 1);
+    assert_eq!(
+        stderr(&shell),
+        "rscp: $HOME/a.txt: needs a remote shell: use -O\n"
+    );
+}
+
+/// Several sources need an existing target directory, as in legacy mode
+/// (OpenSSH 9.2's SFTP mode would create it).
+#[test]
+fn several_sources_into_a_missing_directory_fail_as_in_legacy_mode() {
+    let Some(server) = sftp_server() else { return };
+    let work = tempfile::tempdir().unwrap();
+    write(work.path().join("a"), b"a");
+    write(work.path().join("b"), b"b");
+    let missing = work.path().join("missing");
+    let out = run(rscp_direct(server)
+        .arg(work.path().join("a"))
+        .arg(work.path().join("b"))
+        .arg(at(&missing)));
+    assert_exit(&out, 1);
+    assert_eq!(
+        stderr(&out),
+        format!("rscp: {}: No such file or directory\n", missing.display())
+    );
+    assert!(!missing.exists());
+}
+
+/// Side by side with `scp -s -D`: the same copies, and the same exit
+/// status for a missing remote source.
+#[test]
+fn side_by_side_with_openssh_scp_in_sftp_mode() {
+    let Some(server) = sftp_server() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let tree = work.path().join("tree");
+    sample_tree(&tree);
+    for (name, command) in [
+        ("ours", rscp_direct(server)),
+        ("theirs", scp_direct(server)),
+    ] {
+        let mut command = command;
+        let target = work.path().join(name);
+        let out = run(command.arg("-r").arg(&tree).arg(at(&target)));
+        assert_success(&out);
+        assert_same_tree(&tree, &target);
+    }
+    for command in [rscp_direct(server), scp_direct(server)] {
+        let mut command = command;
+        let out = run(command
+            .arg(at(&work.path().join("nope")))
+            .arg(work.path().join("got")));
+        assert_exit(&out, 1);
+        assert!(stderr(&out).contains("No such file"), "{}", stderr(&out));
+        assert!(!work.path().join("got").exists());
+    }
+}
+
+#[test]
+fn sftp_options_change_the_requests_not_the_copy() {
+    let Some(server) = sftp_server() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let data = pattern(200_001, 9);
+    write(work.path().join("f"), &data);
+    let out = run(rscp_direct(server)
+        .args(["-X", "buffer=1k", "-X", "nrequests=3", "-v"])
+        .arg(work.path().join("f"))
+        .arg(at(&work.path().join("g"))));
+    assert_success(&out);
+    assert!(fs::read(work.path().join("g")).unwrap() == data);
+    assert!(
+        stderr(&out)
+            .contains("SFTP session: 1024 bytes per read, 1024 per write, 3 requests in flight"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// `-s` through sshd's sftp subsystem (internal-sftp in the fixture).
+#[test]
+fn through_sshd_with_dash_s() {
+    let Some(sshd) = Sshd::start() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let tree = work.path().join("tree");
+    sample_tree(&tree);
+    let up = run(sshd
+        .rscp()
+        .arg("-s")
+        .arg("-rp")
+        .arg(&tree)
+        .arg(sshd.remote(work.path().join("up"))));
+    assert_success(&up);
+    assert_eq!(stderr(&up), "");
+    assert_same_tree(&tree, &work.path().join("up"));
+    assert_same_metadata(&tree, &work.path().join("up"), true);
+
+    let down = run(sshd
+        .rscp()
+        .arg("-s")
+        .arg("-r")
+        .arg(sshd.remote(work.path().join("up")))
+        .arg(work.path().join("down")));
+    assert_success(&down);
+    assert_same_tree(&tree, &work.path().join("down"));
+
+    // And through OpenSSH's ssh (-S), which gets `-s -- host sftp`.
+    let via_ssh = run(sshd
+        .rscp_through_ssh()
+        .arg("-s")
+        .arg(sshd.remote(work.path().join("up/a.txt")))
+        .arg(work.path().join("via-ssh.txt")));
+    assert_success(&via_ssh);
+    assert_eq!(
+        fs::read(work.path().join("via-ssh.txt")).unwrap(),
+        b"alpha\n"
+    );
+}
