@@ -18,11 +18,7 @@ usage: rscp [-346ABCOpqRrsTv] [-c cipher] [-D sftp_server_path] [-F ssh_config]
 
 #[test]
 fn bad_usage_prints_scps_usage_and_exits_1() {
-    for args in [
-        &["onlyone"][..],
-        &[],
-        &["-l", "0", "a", "b"],
-    ] {
+    for args in [&["onlyone"][..], &[], &["-l", "0", "a", "b"]] {
         let out = run(rscp().args(args));
         assert_exit(&out, 1);
         assert_eq!(stderr(&out), USAGE, "{args:?}");

@@ -96,7 +96,7 @@ pub struct DirectTransport {
 impl DirectTransport {
     pub fn open(
         &self,
-        _remote: &Remote,
+        remote: &Remote,
         start: Start<'_>,
         events: &dyn Events,
     ) -> Result<Channel, String> {
@@ -110,7 +110,9 @@ impl DirectTransport {
             );
             events.debug(line.as_bytes());
         }
-        spawn(&self.program, Vec::new())
+        // scp's layout, though no ssh reads it: `-- host sftp`.
+        let args = vec!["--".into(), remote.host.clone().into(), "sftp".into()];
+        spawn(&self.program, args)
     }
 }
 

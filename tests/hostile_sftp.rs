@@ -1,0 +1,400 @@
+//! Hostile SFTP servers, scripted over `tokio::io::duplex`: names that are
+//! not names, more data than asked, replies to requests never sent, counts
+//! and lengths past their packets, a server that drops or loops. Each is
+//! refused, nothing lands outside the target, and nothing hangs.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+
+use rscp::engine::{SessionError, Summary};
+use rscp::events::Events;
+use rscp::sftp::{Sftp, SftpOptions};
+
+#[derive(Default)]
+struct Captured {
+    errors: Mutex<Vec<String>>,
+}
+
+impl Events for Captured {
+    fn error(&self, message: &str) {
+        self.errors.lock().unwrap().push(message.to_owned());
+    }
+    fn peer_message(&self, _message: &[u8]) {}
+}
+
+const DIR: u32 = 0o040755;
+const FILE: u32 = 0o100644;
+const LINK: u32 = 0o120777;
+
+fn u32be(n: u32) -> [u8; 4] {
+    n.to_be_bytes()
+}
+
+fn string(bytes: &[u8]) -> Vec<u8> {
+    [&u32be(bytes.len() as u32)[..], bytes].concat()
+}
+
+fn packet(kind: u8, id: u32, body: &[u8]) -> Vec<u8> {
+    let mut p = u32be(1 + 4 + body.len() as u32).to_vec();
+    p.push(kind);
+    p.extend_from_slice(&u32be(id));
+    p.extend_from_slice(body);
+    p
+}
+
+fn attrs(mode: u32, size: u64) -> Vec<u8> {
+    let mut a = u32be(0x1 | 0x4).to_vec();
+    a.extend_from_slice(&size.to_be_bytes());
+    a.extend_from_slice(&u32be(mode));
+    a
+}
+
+fn status(id: u32, code: u32) -> Vec<u8> {
+    packet(
+        101,
+        id,
+        &[&u32be(code)[..], &string(b"why"), &string(b"")].concat(),
+    )
+}
+
+fn handle(id: u32, h: &[u8]) -> Vec<u8> {
+    packet(102, id, &string(h))
+}
+
+fn data(id: u32, bytes: &[u8]) -> Vec<u8> {
+    packet(103, id, &string(bytes))
+}
+
+fn names(id: u32, entries: &[(&[u8], Vec<u8>)]) -> Vec<u8> {
+    let mut body = u32be(entries.len() as u32).to_vec();
+    for (name, attrs) in entries {
+        body.extend(string(name));
+        body.extend(string(name));
+        body.extend_from_slice(attrs);
+    }
+    packet(104, id, &body)
+}
+
+fn attrs_reply(id: u32, mode: u32, size: u64) -> Vec<u8> {
+    packet(105, id, &attrs(mode, size))
+}
+
+/// One request as the server sees it.
+struct Asked {
+    kind: u8,
+    id: u32,
+    /// The first string of the body (a path or a handle).
+    first: Vec<u8>,
+}
+
+/// Serves `stream` with `answer` until the client goes: each request gets
+/// the packets `answer` returns (possibly none, possibly hostile).
+async fn serve(mut stream: DuplexStream, mut answer: impl FnMut(&Asked) -> Vec<Vec<u8>>) {
+    let mut len = [0u8; 4];
+    if stream.read_exact(&mut len).await.is_err() {
+        return;
+    }
+    let mut init = vec![0u8; u32::from_be_bytes(len) as usize];
+    if stream.read_exact(&mut init).await.is_err() {
+        return;
+    }
+    let version = [&u32be(5)[..], &[2], &u32be(3)].concat();
+    if stream.write_all(&version).await.is_err() {
+        return;
+    }
+    loop {
+        if stream.read_exact(&mut len).await.is_err() {
+            return;
+        }
+        let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+        if stream.read_exact(&mut body).await.is_err() {
+            return;
+        }
+        let id = u32::from_be_bytes([body[1], body[2], body[3], body[4]]);
+        let first = if body.len() >= 9 {
+            let n = u32::from_be_bytes([body[5], body[6], body[7], body[8]]) as usize;
+            body.get(9..9 + n).unwrap_or_default().to_vec()
+        } else {
+            Vec::new()
+        };
+        let asked = Asked {
+            kind: body[0],
+            id,
+            first,
+        };
+        for reply in answer(&asked) {
+            if stream.write_all(&reply).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+fn options() -> SftpOptions {
+    SftpOptions {
+        recursive: true,
+        preserve: false,
+        limit: None,
+        buffer: None,
+        requests: 8,
+        umask: 0o022,
+    }
+}
+
+/// Runs a download of `request` into `target` against `answer`.
+fn download(
+    request: &[u8],
+    target: &Path,
+    answer: impl FnMut(&Asked) -> Vec<Vec<u8>> + Send + 'static,
+) -> (Result<Summary, SessionError>, Vec<String>) {
+    let events = Captured::default();
+    let outcome = common::runtime().block_on(async {
+        let (client, server) = tokio::io::duplex(1 << 20);
+        let serving = tokio::spawn(serve(server, answer));
+        let (reader, writer) = tokio::io::split(client);
+        let run = async {
+            let mut sftp = Sftp::start(reader, writer, options(), &events).await?;
+            sftp.download(request, target).await?;
+            sftp.close().await
+        };
+        let outcome = tokio::time::timeout(Duration::from_secs(10), run)
+            .await
+            .expect("the client hung");
+        serving.abort();
+        outcome
+    });
+    let errors = events.errors.lock().unwrap().clone();
+    (outcome, errors)
+}
+
+/// A small remote tree: `/src` holds what `entries` lists; every file is
+/// "hello".
+fn tree_server(entries: Vec<(&'static [u8], Vec<u8>)>) -> impl FnMut(&Asked) -> Vec<Vec<u8>> {
+    let mut listed = false;
+    move |asked| match asked.kind {
+        17 | 7 if asked.first == b"/src" => vec![attrs_reply(asked.id, DIR, 0)],
+        17 | 7 => vec![attrs_reply(asked.id, FILE, 5)],
+        16 => vec![names(asked.id, &[(&asked.first, attrs(DIR, 0))])],
+        11 => vec![handle(asked.id, b"\x00\x00\x00\x80")],
+        12 if !listed => {
+            listed = true;
+            vec![names(asked.id, &entries)]
+        }
+        12 => vec![status(asked.id, 1)],
+        3 => vec![handle(asked.id, b"\xff\x00")],
+        5 if asked.first == b"\xff\x00" => {
+            // Offset 0 gets the data, later reads the end of the file.
+            vec![data(asked.id, b"hello")]
+        }
+        4 => vec![status(asked.id, 0)],
+        _ => vec![status(asked.id, 8)],
+    }
+}
+
+fn entries_of(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn names_that_are_not_names_are_refused_and_nothing_escapes() {
+    let sandbox = tempfile::tempdir().unwrap();
+    let target = sandbox.path().join("target");
+    fs::create_dir(&target).unwrap();
+    let entries: Vec<(&'static [u8], Vec<u8>)> = vec![
+        (b"../escaped", attrs(FILE, 5)),
+        (b"a/b", attrs(FILE, 5)),
+        (b"", attrs(FILE, 5)),
+        (b"nul\0name", attrs(FILE, 5)),
+        (b".", attrs(DIR, 0)),
+        (b"..", attrs(DIR, 0)),
+        (b"good", attrs(FILE, 5)),
+    ];
+    // Every read past the first gets EOF.
+    let mut server = tree_server(entries);
+    let mut first_read = true;
+    let answer = move |asked: &Asked| {
+        if asked.kind == 5 {
+            let first = std::mem::replace(&mut first_read, false);
+            return if first {
+                vec![data(asked.id, b"hello")]
+            } else {
+                vec![status(asked.id, 1)]
+            };
+        }
+        server(asked)
+    };
+    let (outcome, errors) = download(b"/src", &target, answer);
+    assert_eq!(outcome.unwrap().errors, 4, "{errors:?}");
+    assert_eq!(errors.len(), 4);
+    assert!(
+        errors
+            .iter()
+            .all(|e| e.contains("server sent a name that is not one"))
+    );
+    assert_eq!(entries_of(&target), ["src"]);
+    assert_eq!(entries_of(&target.join("src")), ["good"]);
+    assert_eq!(fs::read(target.join("src/good")).unwrap(), b"hello");
+    assert_eq!(entries_of(sandbox.path()), ["target"]);
+}
+
+/// A download of one file whose reads `read` answers.
+fn file_download(
+    read: impl FnMut(&Asked) -> Vec<Vec<u8>> + Send + 'static,
+) -> (
+    Result<Summary, SessionError>,
+    Vec<String>,
+    tempfile::TempDir,
+) {
+    let sandbox = tempfile::tempdir().unwrap();
+    let mut read = read;
+    let answer = move |asked: &Asked| match asked.kind {
+        17 | 7 => vec![attrs_reply(asked.id, FILE, 5)],
+        3 => vec![handle(asked.id, b"h")],
+        5 => read(asked),
+        4 => vec![status(asked.id, 0)],
+        _ => vec![status(asked.id, 8)],
+    };
+    let (outcome, errors) = download(b"/f", &sandbox.path().join("got"), answer);
+    (outcome, errors, sandbox)
+}
+
+#[test]
+fn more_data_than_asked_is_a_protocol_error() {
+    let (outcome, _, _sandbox) = file_download(|asked| vec![data(asked.id, &vec![7u8; 300_000])]);
+    assert_eq!(
+        outcome,
+        Err(SessionError::Protocol(
+            "received message too long 300009".into()
+        ))
+    );
+    let (outcome, _, _sandbox) = file_download(|asked| {
+        // Just under the message limit, but over the read asked for.
+        let too_much = vec![7u8; 261_121];
+        vec![data(asked.id, &too_much)]
+    });
+    assert_eq!(
+        outcome,
+        Err(SessionError::Protocol(
+            "server sent more data than asked".into()
+        ))
+    );
+}
+
+#[test]
+fn a_reply_to_a_request_never_sent_is_a_protocol_error() {
+    let (outcome, _, _sandbox) = file_download(|asked| vec![data(asked.id + 1000, b"x")]);
+    let Err(SessionError::Protocol(why)) = outcome else {
+        panic!("{outcome:?}");
+    };
+    assert!(why.contains("which was never sent"), "{why}");
+}
+
+#[test]
+fn counts_and_lengths_past_their_packet_are_refused_without_allocating() {
+    let sandbox = tempfile::tempdir().unwrap();
+    let target = sandbox.path().join("t");
+    fs::create_dir(&target).unwrap();
+    let answer = |asked: &Asked| match asked.kind {
+        17 | 7 => vec![attrs_reply(asked.id, DIR, 0)],
+        16 => vec![names(asked.id, &[(b"/src", attrs(DIR, 0))])],
+        11 => vec![handle(asked.id, b"d")],
+        // Four billion names promised in a 20-byte packet.
+        12 => vec![packet(
+            104,
+            asked.id,
+            &[&u32be(u32::MAX)[..], &string(b"a")].concat(),
+        )],
+        _ => vec![status(asked.id, 0)],
+    };
+    let (outcome, _) = download(b"/src", &target, answer);
+    assert_eq!(
+        outcome,
+        Err(SessionError::Protocol(
+            "message shorter than its fields".into()
+        ))
+    );
+    // A length field that would be 2 GiB.
+    let (outcome, _, _sandbox) =
+        file_download(|_| vec![u32be(0x7fff_ffff).to_vec(), vec![103; 64]]);
+    assert_eq!(
+        outcome,
+        Err(SessionError::Protocol(
+            "received message too long 2147483647".into()
+        ))
+    );
+}
+
+#[test]
+fn data_past_the_end_of_the_file_is_refused() {
+    let mut eof_sent = false;
+    let (outcome, _, _sandbox) = file_download(move |asked| {
+        if !eof_sent {
+            eof_sent = true;
+            return vec![status(asked.id, 1)];
+        }
+        vec![data(asked.id, b"late")]
+    });
+    let Err(SessionError::Protocol(why)) = outcome else {
+        panic!("{outcome:?}");
+    };
+    assert!(why.contains("past the end") || why.contains("gap"), "{why}");
+}
+
+#[test]
+fn a_server_that_drops_the_connection_is_a_lost_connection() {
+    let (outcome, _, sandbox) = file_download(|_| vec![vec![0, 0, 0]]);
+    // Three bytes of a length, then the stream ends with the server.
+    drop(sandbox);
+    assert!(
+        matches!(
+            outcome,
+            Err(SessionError::LostConnection) | Err(SessionError::Protocol(_))
+        ),
+        "{outcome:?}"
+    );
+}
+
+#[test]
+fn a_symlink_loop_on_the_server_is_reported_not_followed() {
+    let sandbox = tempfile::tempdir().unwrap();
+    let target = sandbox.path().join("t");
+    fs::create_dir(&target).unwrap();
+    let answer = |asked: &Asked| match asked.kind {
+        // Everything is a directory; realpath says `loop` is `/src`.
+        17 | 7 => vec![attrs_reply(asked.id, DIR, 0)],
+        16 => vec![names(asked.id, &[(b"/src", attrs(DIR, 0))])],
+        11 => vec![handle(asked.id, b"d")],
+        12 => vec![names(asked.id, &[(b"loop", attrs(LINK, 0))])],
+        _ => vec![status(asked.id, 0)],
+    };
+    // READDIR never ends with EOF here, so the listing is bounded by
+    // rscp's limit, not by the server: give it one page then EOF.
+    let mut pages = 0;
+    let answer = move |asked: &Asked| {
+        if asked.kind == 12 {
+            pages += 1;
+            if pages % 2 == 0 {
+                return vec![status(asked.id, 1)];
+            }
+        }
+        answer(asked)
+    };
+    let (outcome, errors) = download(b"/src", &target, answer);
+    assert_eq!(outcome.unwrap().errors, 1, "{errors:?}");
+    assert_eq!(
+        errors,
+        ["/src/loop: directory loop (symbolic link to a parent)"]
+    );
+    assert_eq!(entries_of(&target.join("src")), Vec::<String>::new());
+}
