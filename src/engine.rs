@@ -81,4 +81,5 @@ impl<T: DataWrite + ?Sized> DataWrite for Pin<Box<T>> {
 // Writers that copy anyway: pipes and stdout.
 impl DataWrite for tokio::process::ChildStdin {}
 impl DataWrite for tokio::io::Stdout {}
+impl DataWrite for tokio::io::Sink {}
 impl<T: AsyncWrite> DataWrite for tokio::io::WriteHalf<T> {}

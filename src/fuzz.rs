@@ -149,6 +149,73 @@ pub fn sink(data: &[u8]) {
     }
 }
 
+/// The SFTP codec: any reply, version or limits packet either decodes or
+/// is refused; a DATA reply's data lies within its packet, and a NAME
+/// reply holds no more entries than its packet has room for.
+pub fn sftp_codec(data: &[u8]) {
+    use crate::sftp::codec::{self, Reply};
+    let packet = bytes::Bytes::copy_from_slice(data);
+    if let Ok((_, reply)) = codec::decode_reply(&packet) {
+        match reply {
+            Reply::Data(bytes) => assert!(bytes.len() + 9 <= data.len()),
+            Reply::Name(entries) => assert!(entries.len() * 12 <= data.len()),
+            _ => {}
+        }
+    }
+    let _ = codec::decode_version(data);
+    let _ = codec::decode_limits(data);
+}
+
+/// An SFTP download whose server says `data` (after a first byte of
+/// options), into a scratch directory: nothing may land outside it.
+pub fn sftp_download(data: &[u8]) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let Some((&options, stream)) = data.split_first() else {
+        return;
+    };
+    let scratch = std::env::temp_dir().join(format!(
+        "rscp-fuzz-sftp-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    if std::fs::create_dir(&scratch).is_err() {
+        return;
+    }
+    let root = scratch.join("target");
+    if options & 4 != 0 && std::fs::create_dir(&root).is_err() {
+        return;
+    }
+    let sftp_options = crate::sftp::SftpOptions {
+        recursive: options & 1 != 0,
+        preserve: options & 2 != 0,
+        limit: None,
+        buffer: None,
+        requests: usize::from(options >> 4) + 1,
+        umask: 0o022,
+    };
+    let request: &[u8] = if options & 8 != 0 { b"/r/*" } else { b"/r" };
+    if let Ok(runtime) = tokio::runtime::Builder::new_current_thread().build() {
+        runtime.block_on(async {
+            let started =
+                crate::sftp::Sftp::start(stream, tokio::io::sink(), sftp_options, &NoEvents).await;
+            if let Ok(mut sftp) = started {
+                let _ = sftp.download(request, &root).await;
+            }
+        });
+    }
+    let written = everything_under(&scratch);
+    let _ = std::fs::remove_dir_all(&scratch);
+    for path in written {
+        assert!(
+            path.starts_with(&root),
+            "{} written outside {}",
+            path.display(),
+            root.display()
+        );
+    }
+}
+
 /// Every path below `dir`; directories are made readable first (the
 /// stream may have given them any mode).
 fn everything_under(dir: &Path) -> Vec<PathBuf> {

@@ -43,3 +43,13 @@ fn known_hosts_seeds() {
 fn sink_seeds() {
     replay("sink", rscp::fuzz::sink);
 }
+
+#[test]
+fn sftp_codec_seeds() {
+    replay("sftp_codec", rscp::fuzz::sftp_codec);
+}
+
+#[test]
+fn sftp_download_seeds() {
+    replay("sftp_download", rscp::fuzz::sftp_download);
+}
