@@ -6,7 +6,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 
-use tokio::io::AsyncRead;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 use crate::cli::{Invocation, RemoteToRemote};
 use crate::engine::{DataWrite, SessionError, Summary};
@@ -20,9 +20,57 @@ use crate::report::{self, LocalEnd};
 use crate::scp::{NameFilter, Relay, RelayOptions, Sink, SinkOptions, Source, SourceOptions};
 use crate::sftp::{DEFAULT_REQUESTS, Sftp, SftpOptions, UploadTarget};
 use crate::transport::ssh::{Lane, NativeTransport};
-use crate::transport::{Completion, DirectTransport, ProgramTransport, Start, Transport};
+use crate::transport::{Channel, Completion, DirectTransport, ProgramTransport, Start, Transport};
 
 type RemoteSource<'e> = Source<'e, Pin<Box<dyn AsyncRead + Send>>, Pin<Box<dyn DataWrite + Send>>>;
+
+/// What a remote `scp` did first.
+enum ScpRuns {
+    /// It answered: its channel, the bytes read put back.
+    Yes(Box<Channel>),
+    /// It could not run scp at all (it ended before a byte of output with
+    /// exit status 127, or the server allows only SFTP). Nothing was
+    /// written: the operand, and the rest for that host, go over SFTP.
+    NoScp,
+}
+
+/// What sshd says, on the session's output, for a command on an account
+/// that allows only SFTP (`ForceCommand internal-sftp`).
+const SFTP_ONLY: &[u8] = b"This service allows sftp connections only.\n";
+
+/// The first output of a remote scp, as far as it tells whether scp runs.
+enum First {
+    Output(Vec<u8>),
+    SftpOnly,
+    Nothing,
+}
+
+async fn first_output(reader: &mut Pin<Box<dyn AsyncRead + Send>>) -> First {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 256];
+    loop {
+        let n = reader.read(&mut buf).await.unwrap_or(0);
+        if n == 0 {
+            return match got.as_slice() {
+                [] => First::Nothing,
+                all if all == SFTP_ONLY => First::SftpOnly,
+                _ => First::Output(got),
+            };
+        }
+        got.extend_from_slice(&buf[..n]);
+        if got == SFTP_ONLY {
+            return First::SftpOnly;
+        }
+        if !SFTP_ONLY.starts_with(&got) {
+            return First::Output(got);
+        }
+    }
+}
+
+/// A host as a connection is keyed: user, host and port.
+fn host_key(remote: &Remote) -> (Option<String>, String, Option<u16>) {
+    (remote.user.clone(), remote.host.clone(), remote.port)
+}
 
 /// The one upload session all uploads of a run go through, whatever its
 /// engine, with the means to learn how its remote side ended.
@@ -63,6 +111,8 @@ struct Client<'a> {
     umask: u32,
     target_must_be_directory: bool,
     failed: bool,
+    /// Hosts found to have no scp: reached over SFTP from then on.
+    without_scp: std::collections::HashSet<(Option<String>, String, Option<u16>)>,
 }
 
 /// How a client run ended, as scp's exit status says it.
@@ -119,6 +169,7 @@ pub async fn run(invocation: &Invocation, events: &dyn Events, umask: u32) -> Ou
         target_must_be_directory: plan.target_must_be_directory
             || invocation.target_must_be_directory,
         failed: false,
+        without_scp: std::collections::HashSet::new(),
     };
     match &plan.destination {
         Destination::Remote { target, steps } => client.upload_all(steps, target).await,
@@ -270,7 +321,7 @@ impl<'a> Client<'a> {
     }
 
     async fn open_upload(&mut self, target: &Remote) -> Option<Upload<'a>> {
-        if self.invocation.sftp {
+        if self.uses_sftp(target) {
             return self.open_sftp_upload(target).await;
         }
         let command = self.remote_command("-t", &target.path);
@@ -280,6 +331,10 @@ impl<'a> Client<'a> {
                 self.fail(&message);
                 return None;
             }
+        };
+        let channel = match self.scp_runs(target, channel).await {
+            ScpRuns::Yes(channel) => *channel,
+            ScpRuns::NoScp => return self.open_sftp_upload(target).await,
         };
         let options = SourceOptions {
             recursive: self.invocation.recursive,
@@ -398,13 +453,28 @@ impl<'a> Client<'a> {
     }
 
     async fn download(&mut self, source: &Remote, target: &Path) {
-        if self.invocation.sftp {
+        if self.uses_sftp(source) {
             return self.download_sftp(source, target).await;
         }
         let command = self.remote_command("-f", &source.path);
-        let channel = match self.transport.exec(source, &command, self.events).await {
+        let mut channel = match self.transport.exec(source, &command, self.events).await {
             Ok(channel) => channel,
             Err(message) => return self.fail(&message),
+        };
+        // The go-ahead first: `scp -f` says nothing before it.
+        let sent = async {
+            channel.writer.write_all(b"\0").await?;
+            channel.writer.flush().await
+        }
+        .await;
+        if sent.is_err() {
+            return self
+                .conclude(Err(SessionError::LostConnection), vec![channel.completion])
+                .await;
+        }
+        let channel = match self.scp_runs(source, channel).await {
+            ScpRuns::Yes(channel) => *channel,
+            ScpRuns::NoScp => return self.download_sftp(source, target).await,
         };
         let options = SinkOptions {
             recursive: self.invocation.recursive,
@@ -418,9 +488,63 @@ impl<'a> Client<'a> {
                 .then(|| NameFilter::for_request(source.path.as_bytes())),
             limit: self.limit(),
         };
-        let sink = Sink::new(channel.reader, channel.writer, options, self.events);
+        let sink = Sink::new(channel.reader, channel.writer, options, self.events).after_go_ahead();
         let outcome = sink.run(target).await;
         self.conclude(outcome, vec![channel.completion]).await;
+    }
+
+    /// Whether `remote` is reached over SFTP: `-s`, or a host found to
+    /// have no scp earlier in the run.
+    fn uses_sftp(&self, remote: &Remote) -> bool {
+        self.invocation.sftp || self.without_scp.contains(&host_key(remote))
+    }
+
+    /// Reads what a remote scp says first, to tell a host that cannot run
+    /// scp at all (see [`ScpRuns`]).
+    async fn scp_runs(&mut self, remote: &Remote, mut channel: Channel) -> ScpRuns {
+        channel.completion.hold_stderr();
+        let first = first_output(&mut channel.reader).await;
+        let sftp_only = match first {
+            First::Output(bytes) => {
+                let rest = std::mem::replace(&mut channel.reader, Box::pin(tokio::io::empty()));
+                channel.reader = Box::pin(std::io::Cursor::new(bytes).chain(rest));
+                return ScpRuns::Yes(Box::new(channel));
+            }
+            First::SftpOnly => true,
+            First::Nothing => false,
+        };
+        drop(channel.writer);
+        drop(channel.reader);
+        let (status, said) = channel.completion.ended_silently().await;
+        if !sftp_only && status != Some(127) {
+            // It ran and said nothing: the engine sees an empty stream,
+            // as it would have, and its status counts as it would have.
+            if !said.is_empty() {
+                report::remote(&said);
+            }
+            return ScpRuns::Yes(Box::new(Channel {
+                reader: Box::pin(tokio::io::empty()),
+                writer: Box::pin(tokio::io::sink()),
+                completion: Completion::Ended(status),
+            }));
+        }
+        if self.events.verbose() {
+            let why = if sftp_only {
+                "the server allows only SFTP".to_owned()
+            } else {
+                "it has no scp (exit status 127)".to_owned()
+            };
+            let line = format!(
+                "{} cannot run scp ({why}): using SFTP\n",
+                crate::escape::for_terminal(remote.host.as_bytes())
+            );
+            self.events.debug(line.as_bytes());
+            if !said.is_empty() {
+                self.events.debug(&said);
+            }
+        }
+        self.without_scp.insert(host_key(remote));
+        ScpRuns::NoScp
     }
 
     /// Both ends local: rscp's own source and sink, joined by a pipe in

@@ -277,3 +277,55 @@ fn through_sshd_with_dash_s() {
         b"alpha\n"
     );
 }
+
+/// In the default mode, a host that cannot run scp at all is reached over
+/// SFTP, quietly (and said so under -v): one without scp on its PATH, and
+/// an account that allows only SFTP. OpenSSH's `scp -O` fails on both.
+#[test]
+fn hosts_that_cannot_run_scp_are_reached_over_sftp() {
+    for (extra, why) in [
+        (
+            "SetEnv PATH=/nonexistent",
+            "it has no scp (exit status 127)",
+        ),
+        ("ForceCommand internal-sftp", "the server allows only SFTP"),
+    ] {
+        let Some(sshd) = Sshd::start_with(extra) else {
+            return;
+        };
+        let work = tempfile::tempdir().unwrap();
+        let tree = work.path().join("tree");
+        sample_tree(&tree);
+
+        let up = run(sshd
+            .rscp()
+            .arg("-r")
+            .arg(&tree)
+            .arg(sshd.remote(work.path().join("up"))));
+        assert_success(&up);
+        assert_eq!(stderr(&up), "", "{extra}");
+        assert_same_tree(&tree, &work.path().join("up"));
+
+        let down = run(sshd
+            .rscp()
+            .arg("-v")
+            .arg(sshd.remote(work.path().join("up/a.txt")))
+            .arg(sshd.remote(work.path().join("up/sub/b.txt")))
+            .arg(work.path()));
+        assert_success(&down);
+        let said = stderr(&down);
+        assert_eq!(fs::read(work.path().join("a.txt")).unwrap(), b"alpha\n");
+        assert_eq!(fs::read(work.path().join("b.txt")).unwrap(), b"bravo\n");
+        // Found once; the second source goes straight to SFTP.
+        let found = format!("127.0.0.1 cannot run scp ({why}): using SFTP");
+        assert_eq!(said.matches(&found).count(), 1, "{said}");
+        assert_eq!(said.matches("command scp ").count(), 1, "{said}");
+
+        let theirs = run(sshd
+            .openssh_scp()
+            .arg(tree.join("a.txt"))
+            .arg(sshd.remote(work.path().join("theirs.txt"))));
+        assert_exit(&theirs, 1);
+        assert!(!work.path().join("theirs.txt").exists());
+    }
+}

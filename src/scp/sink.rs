@@ -40,6 +40,9 @@ pub struct Sink<'e, R, W> {
     /// Free data buffers; two circulate while a file is received.
     buffers: Vec<Vec<u8>>,
     pacer: Option<Pacer>,
+    /// The first `\0` went out already (the client sends it itself to see
+    /// whether the remote scp runs at all).
+    go_ahead_sent: bool,
 }
 
 impl<'e, R, W> Sink<'e, R, W>
@@ -55,7 +58,14 @@ where
             buffers: Vec::new(),
             pacer: options.limit.map(Pacer::new),
             options,
+            go_ahead_sent: false,
         }
+    }
+
+    /// For a stream whose first `\0` (the go-ahead) was already sent.
+    pub fn after_go_ahead(mut self) -> Self {
+        self.go_ahead_sent = true;
+        self
     }
 
     /// Receives everything the source sends into `target`, until the source
@@ -91,7 +101,9 @@ where
             self.wire.send_fatal(&message).await;
             return Err(SessionError::Refused);
         }
-        self.wire.send_ok().await?;
+        if !self.go_ahead_sent {
+            self.wire.send_ok().await?;
+        }
         let target_is_directory = fs::metadata(target).is_ok_and(|m| m.is_dir());
         let mut open_directories: Vec<ReceivedDirectory> = Vec::new();
         // Some(..) once a `T` arrived; its times go to the next `C` or `D`.

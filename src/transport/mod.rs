@@ -54,6 +54,8 @@ pub struct Channel {
 pub enum Completion {
     Program(program::RunningProgram),
     Native(ssh::channel::ChannelCompletion),
+    /// A remote side that has ended already, with this exit status.
+    Ended(Option<u32>),
 }
 
 impl Completion {
@@ -64,6 +66,29 @@ impl Completion {
         match self {
             Completion::Program(running) => running.wait().await,
             Completion::Native(channel) => channel.wait().await,
+            Completion::Ended(Some(0)) => Ok(()),
+            Completion::Ended(Some(_)) => Err(None),
+            Completion::Ended(None) => {
+                Err(Some("remote command ended without an exit status".into()))
+            }
+        }
+    }
+
+    /// Holds the remote side's stderr back until its first output (for
+    /// the built-in client; a `-S` program's stderr is the user's).
+    pub fn hold_stderr(&self) {
+        if let Completion::Native(channel) = self {
+            channel.hold_stderr();
+        }
+    }
+
+    /// For a remote side that sent no output: waits for its end; its exit
+    /// status and the stderr held back.
+    pub async fn ended_silently(self) -> (Option<u32>, Vec<u8>) {
+        match self {
+            Completion::Program(running) => (running.exit_code().await, Vec::new()),
+            Completion::Native(channel) => channel.ended_silently().await,
+            Completion::Ended(status) => (status, Vec::new()),
         }
     }
 
@@ -73,6 +98,7 @@ impl Completion {
         match self {
             Completion::Program(running) => running.terminate().await,
             Completion::Native(channel) => channel.terminate().await,
+            Completion::Ended(_) => {}
         }
     }
 }

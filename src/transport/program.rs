@@ -160,6 +160,15 @@ impl RunningProgram {
         }
     }
 
+    /// The program's exit code, once it has ended.
+    pub async fn exit_code(mut self) -> Option<u32> {
+        let status = self.child.wait().await;
+        if let Some(pid) = self.pid {
+            children::forget(pid);
+        }
+        status.ok()?.code().and_then(|c| u32::try_from(c).ok())
+    }
+
     pub async fn wait(mut self) -> Result<(), Option<String>> {
         let status = self.child.wait().await;
         if let Some(pid) = self.pid {

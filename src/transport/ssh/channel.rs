@@ -72,7 +72,11 @@ impl State {
     /// Takes in one message. Data is returned to the caller.
     fn take(&mut self, message: Option<ChannelMsg>) -> Option<Bytes> {
         match message {
-            Some(ChannelMsg::Data { data }) => return Some(data),
+            Some(ChannelMsg::Data { data }) => {
+                // The remote command runs: what it said is for the user.
+                self.stderr.release();
+                return Some(data);
+            }
             Some(ChannelMsg::ExtendedData { data, ext: 1 }) => self.stderr.push(&data),
             Some(ChannelMsg::ExitStatus { exit_status }) => self.exit_status = Some(exit_status),
             Some(ChannelMsg::ExitSignal { signal_name, .. }) => {
@@ -294,6 +298,35 @@ impl ChannelCompletion {
     /// end) and reports how it ended. Reads end by themselves when the
     /// session goes: russh drops the channel's queue then.
     pub async fn wait(self) -> Result<(), Option<String>> {
+        self.read_to_end().await;
+        let mut state = lock(&self.shared);
+        state.stderr.release();
+        state.stderr.flush();
+        match (state.exit_status, state.exit_signal.take()) {
+            (Some(0), _) => Ok(()),
+            // Its stderr said why, as far as it could.
+            (Some(_), _) => Err(None),
+            (None, Some(signal)) => Err(Some(format!("remote command killed by signal {signal}"))),
+            (None, None) => Err(Some("remote command ended without an exit status".into())),
+        }
+    }
+
+    /// Keeps what the remote command says on stderr back until it sends
+    /// its first byte of output (then it is shown), so that a command
+    /// that could not run at all can be told apart quietly.
+    pub fn hold_stderr(&self) {
+        lock(&self.shared).stderr.hold();
+    }
+
+    /// For a remote command that sent no output: waits for its end, and
+    /// returns its exit status and the stderr held back (not shown).
+    pub async fn ended_silently(self) -> (Option<u32>, Vec<u8>) {
+        self.read_to_end().await;
+        let mut state = lock(&self.shared);
+        (state.exit_status, state.stderr.take_held())
+    }
+
+    async fn read_to_end(&self) {
         // Our side is done: the remote scp may be waiting for end of input.
         let _ = self.write.eof().await;
         let mut half = self.half.lock().await;
@@ -324,15 +357,6 @@ impl ChannelCompletion {
         .await;
         drop(half);
         let _ = self.write.close().await;
-        let mut state = lock(&self.shared);
-        state.stderr.flush();
-        match (state.exit_status, state.exit_signal.take()) {
-            (Some(0), _) => Ok(()),
-            // Its stderr said why, as far as it could.
-            (Some(_), _) => Err(None),
-            (None, Some(signal)) => Err(Some(format!("remote command killed by signal {signal}"))),
-            (None, None) => Err(Some("remote command ended without an exit status".into())),
-        }
     }
 
     /// Closes the channel without waiting for anything.
@@ -346,12 +370,39 @@ impl ChannelCompletion {
 #[derive(Default)]
 struct StderrRelay {
     partial: Vec<u8>,
+    /// Held back (see `ChannelCompletion::hold_stderr`), at most
+    /// `HELD_LIMIT` bytes: beyond that it is shown after all.
+    held: Option<Vec<u8>>,
 }
+
+const HELD_LIMIT: usize = 16 * 1024;
 
 const STDERR_LINE_LIMIT: usize = 4096;
 
 impl StderrRelay {
+    fn hold(&mut self) {
+        self.held.get_or_insert_with(Vec::new);
+    }
+
+    /// Shows what was held back, and holds no more.
+    fn release(&mut self) {
+        if let Some(held) = self.held.take() {
+            self.push(&held);
+        }
+    }
+
+    fn take_held(&mut self) -> Vec<u8> {
+        self.held.take().unwrap_or_default()
+    }
+
     fn push(&mut self, data: &[u8]) {
+        if let Some(held) = self.held.as_mut() {
+            held.extend_from_slice(data);
+            if held.len() > HELD_LIMIT {
+                self.release();
+            }
+            return;
+        }
         self.partial.extend_from_slice(data);
         while let Some(newline) = self.partial.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = self.partial.drain(..=newline).collect();
@@ -363,6 +414,7 @@ impl StderrRelay {
         }
     }
 
+    /// Shows a last line without its newline (what is held stays held).
     fn flush(&mut self) {
         if !self.partial.is_empty() {
             let piece = std::mem::take(&mut self.partial);
