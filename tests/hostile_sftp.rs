@@ -398,3 +398,59 @@ fn a_symlink_loop_on_the_server_is_reported_not_followed() {
     );
     assert_eq!(entries_of(&target.join("src")), Vec::<String>::new());
 }
+
+/// Replies rscp does not wait for (a file's last WRITEs, its size, its
+/// CLOSE) are still checked: a server that fails every write of one file
+/// gets one error naming that file, and the next file is unaffected.
+#[test]
+fn errors_in_replies_not_waited_for_name_their_file_once() {
+    let sandbox = tempfile::tempdir().unwrap();
+    let bad = sandbox.path().join("bad.bin");
+    let good = sandbox.path().join("good.bin");
+    fs::write(&bad, vec![1u8; 100_000]).unwrap();
+    fs::write(&good, b"fine").unwrap();
+    let events = Captured::default();
+    let mut handles = 0u32;
+    let answer = move |asked: &Asked| -> Vec<Vec<u8>> {
+        match asked.kind {
+            17 => vec![attrs_reply(asked.id, DIR, 0)],
+            3 => {
+                handles += 1;
+                vec![handle(asked.id, &handles.to_be_bytes())]
+            }
+            // Writes to the first file fail, as on a full disk.
+            6 if asked.first == 1u32.to_be_bytes() => {
+                vec![packet(
+                    101,
+                    asked.id,
+                    &[&u32be(4)[..], &string(b"disk full"), &string(b"")].concat(),
+                )]
+            }
+            _ => vec![status(asked.id, 0)],
+        }
+    };
+    let outcome = common::runtime().block_on(async {
+        let (client, server) = tokio::io::duplex(1 << 20);
+        let serving = tokio::spawn(serve(server, answer));
+        let (reader, writer) = tokio::io::split(client);
+        let mut small = options();
+        small.buffer = Some(1024);
+        let run = async {
+            let mut sftp = Sftp::start(reader, writer, small, &events).await?;
+            let target = sftp.upload_target(b"/remote", false).await?.unwrap();
+            sftp.upload(&bad, &target).await?;
+            sftp.upload(&good, &target).await?;
+            sftp.close().await
+        };
+        let outcome = tokio::time::timeout(Duration::from_secs(10), run)
+            .await
+            .expect("the client hung");
+        serving.abort();
+        outcome
+    });
+    assert_eq!(outcome.unwrap().errors, 1);
+    assert_eq!(
+        events.errors.lock().unwrap().clone(),
+        ["/remote/bad.bin: disk full"]
+    );
+}

@@ -43,6 +43,20 @@ const MAX_IN_FLIGHT: u64 = 8 * 1024 * 1024;
 /// The most entries one remote directory may list.
 const MAX_ENTRIES: usize = 1 << 20;
 
+/// The most replies left unawaited at once (see [`Deferred`]).
+const MAX_DEFERRED: usize = 4096;
+
+/// A reply rscp does not wait for (the last WRITEs, the size, the CLOSE of
+/// a file): checked when it comes, while the next files move, and its
+/// error reported under the file's name.
+struct Deferred {
+    /// Which file (one error per file is reported).
+    file: u64,
+    path: Vec<u8>,
+    /// What the request did, for the message ("" for a write).
+    what: &'static str,
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct SftpOptions {
     pub recursive: bool,
@@ -81,6 +95,10 @@ pub struct Sftp<'e, R, W> {
     pacer: Option<Pacer>,
     /// Freed buffers for received data.
     buffers: Vec<Vec<u8>>,
+    deferred: std::collections::HashMap<u32, Deferred>,
+    /// Files whose error was reported already.
+    failed_files: std::collections::HashSet<u64>,
+    files: u64,
 }
 
 impl<'e, R, W> Sftp<'e, R, W>
@@ -110,15 +128,100 @@ where
             errors: 0,
             pacer: options.limit.map(Pacer::new),
             buffers: Vec::new(),
+            deferred: std::collections::HashMap::new(),
+            failed_files: std::collections::HashSet::new(),
+            files: 0,
         })
     }
 
-    /// Ends the session.
+    /// Ends the session, once every reply left unawaited has come.
     pub async fn close(mut self) -> Result<Summary, SessionError> {
+        self.settle(0).await?;
         self.session.shutdown().await;
         Ok(Summary {
             errors: self.errors,
         })
+    }
+
+    /// Sends `request` and waits for its reply (replies left unawaited
+    /// that come first are checked on the way).
+    async fn call(&mut self, request: &Request<'_>) -> Result<Reply, SessionError> {
+        let id = self.session.send(request);
+        let (answered, reply) = self.reply().await?;
+        if answered != id {
+            return Err(SessionError::Protocol(format!(
+                "reply to request {answered} while {id} was waiting"
+            )));
+        }
+        Ok(reply)
+    }
+
+    /// The next reply that something waits for.
+    async fn reply(&mut self) -> Result<(u32, Reply), SessionError> {
+        loop {
+            let (id, reply) = self.session.receive().await?;
+            match self.deferred.remove(&id) {
+                Some(deferred) => self.check_deferred(deferred, reply)?,
+                None => return Ok((id, reply)),
+            }
+        }
+    }
+
+    /// Leaves the reply to `id` unawaited (see [`Deferred`]).
+    async fn defer(
+        &mut self,
+        id: u32,
+        file: u64,
+        path: &[u8],
+        what: &'static str,
+    ) -> Result<(), SessionError> {
+        let deferred = Deferred {
+            file,
+            path: path.to_vec(),
+            what,
+        };
+        self.deferred.insert(id, deferred);
+        self.settle(MAX_DEFERRED).await
+    }
+
+    /// Waits for replies left unawaited until at most `left` remain. Only
+    /// called with nothing else in flight.
+    async fn settle(&mut self, left: usize) -> Result<(), SessionError> {
+        while self.deferred.len() > left {
+            let (id, reply) = self.session.receive().await?;
+            let Some(deferred) = self.deferred.remove(&id) else {
+                return Err(SessionError::Protocol(format!(
+                    "reply to request {id}, which was not waiting"
+                )));
+            };
+            self.check_deferred(deferred, reply)?;
+        }
+        Ok(())
+    }
+
+    fn check_deferred(&mut self, deferred: Deferred, reply: Reply) -> Result<(), SessionError> {
+        match reply {
+            Reply::Status {
+                code: codec::FX_OK, ..
+            } => Ok(()),
+            Reply::Status { code, message } => {
+                if self.failed_files.insert(deferred.file) {
+                    let why = status_text(code, &message);
+                    let why = match deferred.what {
+                        "" => why,
+                        what => format!("{what}: {why}"),
+                    };
+                    self.fail_remote(&deferred.path, &why);
+                }
+                Ok(())
+            }
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    fn next_file(&mut self) -> u64 {
+        self.files += 1;
+        self.files
     }
 
     fn fail(&mut self, message: &str) {
@@ -217,7 +320,7 @@ where
         // Only what exists, as glob(3) finds it.
         let mut found = Vec::new();
         for path in current {
-            if let Reply::Attrs(_) = self.session.call(&Request::Lstat { path: &path }).await? {
+            if let Reply::Attrs(_) = self.call(&Request::Lstat { path: &path }).await? {
                 found.push(path);
             }
         }
@@ -237,7 +340,7 @@ where
             name: "expand-path@openssh.com",
             fields: &[&tilde],
         };
-        match self.session.call(&request).await? {
+        match self.call(&request).await? {
             Reply::Name(mut names) if names.len() == 1 => Ok(Ok(names.remove(0).filename)),
             Reply::Status { code, message } => Ok(Err(format!(
                 "{}: {}",
@@ -251,7 +354,6 @@ where
     /// STAT (following symlinks): `Ok(Err(why))` when the server says no.
     async fn stat(&mut self, path: &[u8]) -> Result<Result<Attrs, String>, SessionError> {
         match self
-            .session
             .call(&Request::Stat {
                 path: nonempty(path),
             })
@@ -265,7 +367,6 @@ where
 
     async fn realpath(&mut self, path: &[u8]) -> Result<Result<Vec<u8>, String>, SessionError> {
         match self
-            .session
             .call(&Request::Realpath {
                 path: nonempty(path),
             })
@@ -283,7 +384,6 @@ where
         path: &[u8],
     ) -> Result<Result<Vec<codec::NameEntry>, String>, SessionError> {
         let handle = match self
-            .session
             .call(&Request::Opendir {
                 path: nonempty(path),
             })
@@ -295,11 +395,7 @@ where
         };
         let mut entries = Vec::new();
         let outcome = loop {
-            match self
-                .session
-                .call(&Request::Readdir { handle: &handle })
-                .await?
-            {
+            match self.call(&Request::Readdir { handle: &handle }).await? {
                 Reply::Name(names) => {
                     entries.extend(names);
                     if entries.len() > MAX_ENTRIES {
@@ -319,7 +415,7 @@ where
     }
 
     async fn close_handle(&mut self, handle: &[u8]) -> Result<Option<String>, SessionError> {
-        match self.session.call(&Request::Close { handle }).await? {
+        match self.call(&Request::Close { handle }).await? {
             Reply::Status {
                 code: codec::FX_OK, ..
             } => Ok(None),
@@ -406,7 +502,7 @@ where
 
     /// The status a request gets: `None` for OK, else why.
     async fn status_of(&mut self, request: &Request<'_>) -> Result<Option<String>, SessionError> {
-        match self.session.call(request).await? {
+        match self.call(request).await? {
             Reply::Status {
                 code: codec::FX_OK, ..
             } => Ok(None),
@@ -486,7 +582,7 @@ where
             flags: codec::OPEN_WRITE | codec::OPEN_CREAT,
             attrs: &attrs,
         };
-        let handle = match self.session.call(&open).await? {
+        let handle = match self.call(&open).await? {
             Reply::Handle(handle) => handle,
             Reply::Status { code, message } => {
                 self.fail_remote(remote, &status_text(code, &message));
@@ -498,8 +594,23 @@ where
         self.events.file_started(id, last_component(local), size);
         let written = self.write_data(&handle, Arc::new(file), size, id).await;
         self.events.file_finished(id);
-        let (local_failure, mut remote_failure) = written?;
-        if local_failure.is_none() && remote_failure.is_none() {
+        let (local_failure, remote_failure, unawaited) = written?;
+        // The rest is not waited for: the next file starts meanwhile.
+        let file_number = self.next_file();
+        if let Some(why) = local_failure {
+            self.failed_files.insert(file_number);
+            self.fail(&format!(
+                "{}: {why}",
+                crate::escape::path_for_terminal(local)
+            ));
+        } else if let Some(why) = remote_failure {
+            self.failed_files.insert(file_number);
+            self.fail_remote(remote, &why);
+        }
+        for request in unawaited {
+            self.defer(request, file_number, remote, "").await?;
+        }
+        if !self.failed_files.contains(&file_number) {
             // Written in place: the size cuts what was longer before.
             let mut attrs = Attrs {
                 size: Some(size),
@@ -509,37 +620,27 @@ where
                 attrs.permissions = Some(meta.mode() & 0o7777);
                 attrs.times = Some((clamp_time(meta.atime()), clamp_time(meta.mtime())));
             }
-            let request = Request::Fsetstat {
+            let request = self.session.send(&Request::Fsetstat {
                 handle: &handle,
                 attrs: &attrs,
-            };
-            remote_failure = self
-                .status_of(&request)
-                .await?
-                .map(|why| format!("set attributes: {why}"));
+            });
+            self.defer(request, file_number, remote, "set attributes")
+                .await?;
         }
-        let closed = self.close_handle(&handle).await?;
-        if let Some(why) = local_failure {
-            self.fail(&format!(
-                "{}: {why}",
-                crate::escape::path_for_terminal(local)
-            ));
-        } else if let Some(why) = remote_failure.or(closed) {
-            self.fail_remote(remote, &why);
-        }
-        Ok(())
+        let request = self.session.send(&Request::Close { handle: &handle });
+        self.defer(request, file_number, remote, "close").await
     }
 
     /// Sends `size` bytes of `file` as WRITEs, several in flight. Returns
-    /// why the local file could not be read, and why the server refused a
-    /// write (the first of each).
+    /// why the local file could not be read, why the server refused a
+    /// write (the first of each), and the WRITEs still unanswered.
     async fn write_data(
         &mut self,
         handle: &[u8],
         file: Arc<File>,
         size: u64,
         id: FileId,
-    ) -> Result<(Option<String>, Option<String>), SessionError> {
+    ) -> Result<(Option<String>, Option<String>, Vec<u32>), SessionError> {
         let chunk = self.session.write_len.max(1);
         let most = self.requests_for(chunk);
         let mode = blocking::Mode::for_file(&file, size);
@@ -582,10 +683,11 @@ where
                     pacer.moved(u64::from(len)).await;
                 }
             }
-            if in_flight.is_empty() {
+            let sent_all = offset >= size || local_failure.is_some() || remote_failure.is_some();
+            if sent_all || in_flight.is_empty() {
                 break;
             }
-            let (answered, reply) = self.session.receive().await?;
+            let (answered, reply) = self.reply().await?;
             let Some(at) = in_flight.iter().position(|&r| r == answered) else {
                 return Err(SessionError::Protocol(format!(
                     "reply to request {answered}, which was not waiting"
@@ -602,7 +704,11 @@ where
                 other => return Err(unexpected(&other)),
             }
         }
-        Ok((local_failure, remote_failure))
+        Ok((
+            local_failure,
+            remote_failure,
+            in_flight.into_iter().collect(),
+        ))
     }
 
     // ---- downloads ---------------------------------------------------
@@ -783,7 +889,7 @@ where
             flags: codec::OPEN_READ,
             attrs: &Attrs::default(),
         };
-        let handle = match self.session.call(&open).await? {
+        let handle = match self.call(&open).await? {
             Reply::Handle(handle) => handle,
             Reply::Status { code, message } => {
                 self.fail_remote(remote, &status_text(code, &message));
@@ -797,14 +903,16 @@ where
             Ok(file) => file,
             Err(message) => {
                 self.fail(&message);
-                self.close_handle(&handle).await?;
-                return Ok(());
+                let file_number = self.next_file();
+                self.failed_files.insert(file_number);
+                let request = self.session.send(&Request::Close { handle: &handle });
+                return self.defer(request, file_number, remote, "close").await;
             }
         };
         let id = FileId::next();
         self.events
             .file_started(id, paths::last_component(remote), size);
-        let received = self.read_data(&handle, &mut file, id).await;
+        let received = self.read_data(&handle, &mut file, size, id).await;
         self.events.file_finished(id);
         let (received, remote_failure) = received?;
         let (freed, written) = file.finish_writes().await;
@@ -827,13 +935,16 @@ where
         {
             problem.get_or_insert(message);
         }
-        let closed = self.close_handle(&handle).await?;
-        if let Some(why) = remote_failure.or(closed) {
+        let file_number = self.next_file();
+        if let Some(why) = remote_failure {
+            self.failed_files.insert(file_number);
             self.fail_remote(remote, &why);
         } else if let Some(message) = problem {
+            self.failed_files.insert(file_number);
             self.fail(&message);
         }
-        Ok(())
+        let request = self.session.send(&Request::Close { handle: &handle });
+        self.defer(request, file_number, remote, "close").await
     }
 
     /// Reads the file to its end with several READs in flight, and writes
@@ -843,6 +954,7 @@ where
         &mut self,
         handle: &[u8],
         file: &mut Receiving,
+        size: u64,
         id: FileId,
     ) -> Result<(u64, Option<String>), SessionError> {
         let chunk = self.session.read_len.clamp(1, crate::local::CHUNK as u32);
@@ -855,21 +967,29 @@ where
         let (mut next, mut written) = (0u64, 0u64);
         let mut end: Option<u64> = None;
         let mut failure = None;
+        // Reads cover the size the file had, then one more finds its end
+        // (or that it grew, which moves the horizon on).
+        let mut horizon = size;
         loop {
-            while end.is_none() && failure.is_none() && asked.len() < most {
+            while end.is_none() && failure.is_none() && asked.len() < most && next <= horizon {
+                let len = if next < horizon {
+                    (horizon - next).min(u64::from(chunk)) as u32
+                } else {
+                    chunk
+                };
                 let request = Request::Read {
                     handle,
                     offset: next,
-                    len: chunk,
+                    len,
                 };
                 let sent = self.session.send(&request);
-                asked.insert(sent, (next, chunk));
-                next += u64::from(chunk);
+                asked.insert(sent, (next, len));
+                next += u64::from(len);
             }
             if asked.is_empty() {
                 break;
             }
-            let (answered, reply) = self.session.receive().await?;
+            let (answered, reply) = self.reply().await?;
             let Some((offset, len)) = asked.remove(&answered) else {
                 return Err(SessionError::Protocol(format!(
                     "reply to request {answered}, which was not waiting"
@@ -891,6 +1011,7 @@ where
                         ));
                     }
                     let got = data.len() as u32;
+                    horizon = horizon.max(offset + u64::from(got));
                     if got < len {
                         // A short read: ask for the rest of that range.
                         let rest = Request::Read {
