@@ -192,6 +192,25 @@ fn dropbear_trees_both_ways() {
             user.home.display()
         )
     );
+
+    // SFTP mode: Dropbear runs OpenSSH's sftp-server for the subsystem.
+    let sftp_up = run(rscp_at(home.path())
+        .arg("-s")
+        .arg("-rp")
+        .arg(&tree)
+        .arg(format!("server:{}/by-sftp", user.home.display())));
+    assert_success(&sftp_up);
+    assert_eq!(stderr(&sftp_up), "");
+    assert_same_tree(&tree, &user.home.join("by-sftp"));
+    assert_same_metadata(&tree, &user.home.join("by-sftp"), true);
+    let sftp_down = run(rscp_at(home.path())
+        .arg("-s")
+        .arg("-rp")
+        .arg(format!("server:{}/by-sftp", user.home.display()))
+        .arg(work.path().join("back-sftp")));
+    assert_success(&sftp_down);
+    assert_same_tree(&tree, &work.path().join("back-sftp"));
+    assert_same_metadata(&tree, &work.path().join("back-sftp"), true);
 }
 
 mod kbd {
