@@ -45,6 +45,9 @@ enum First {
     Nothing,
 }
 
+/// Reads until the output can be told: anything that is not the start
+/// of sshd's SFTP-only answer is scp's; the answer itself counts only once
+/// the output has ended right after it (however the reads split it).
 async fn first_output(reader: &mut Pin<Box<dyn AsyncRead + Send>>) -> First {
     let mut got = Vec::new();
     let mut buf = [0u8; 256];
@@ -58,9 +61,6 @@ async fn first_output(reader: &mut Pin<Box<dyn AsyncRead + Send>>) -> First {
             };
         }
         got.extend_from_slice(&buf[..n]);
-        if got == SFTP_ONLY {
-            return First::SftpOnly;
-        }
         if !SFTP_ONLY.starts_with(&got) {
             return First::Output(got);
         }
@@ -82,8 +82,8 @@ struct Upload<'e> {
 /// The engine seam for uploads: the client hands over paths and knows no
 /// records or messages.
 enum UploadSession<'e> {
-    Scp(RemoteSource<'e>),
-    Sftp(RemoteSftp<'e>, UploadTarget),
+    Scp(Box<RemoteSource<'e>>),
+    Sftp(Box<RemoteSftp<'e>>, UploadTarget),
 }
 
 type RemoteSftp<'e> = Sftp<'e, Pin<Box<dyn AsyncRead + Send>>, Pin<Box<dyn DataWrite + Send>>>;
@@ -348,7 +348,7 @@ impl<'a> Client<'a> {
             return None;
         }
         Some(Upload {
-            session: UploadSession::Scp(source),
+            session: UploadSession::Scp(Box::new(source)),
             completion: channel.completion,
         })
     }
@@ -376,7 +376,7 @@ impl<'a> Client<'a> {
             .await;
         match decided {
             Ok(Some(upload_target)) => Some(Upload {
-                session: UploadSession::Sftp(sftp, upload_target),
+                session: UploadSession::Sftp(Box::new(sftp), upload_target),
                 completion: channel.completion,
             }),
             Ok(None) => {
@@ -461,17 +461,14 @@ impl<'a> Client<'a> {
             Ok(channel) => channel,
             Err(message) => return self.fail(&message),
         };
-        // The go-ahead first: `scp -f` says nothing before it.
-        let sent = async {
+        // The go-ahead first: `scp -f` says nothing before it. (A remote
+        // side that has ended already cannot take it: what it said and
+        // its status tell why, below.)
+        let _ = async {
             channel.writer.write_all(b"\0").await?;
             channel.writer.flush().await
         }
         .await;
-        if sent.is_err() {
-            return self
-                .conclude(Err(SessionError::LostConnection), vec![channel.completion])
-                .await;
-        }
         let channel = match self.scp_runs(source, channel).await {
             ScpRuns::Yes(channel) => *channel,
             ScpRuns::NoScp => return self.download_sftp(source, target).await,
@@ -516,14 +513,19 @@ impl<'a> Client<'a> {
         drop(channel.writer);
         drop(channel.reader);
         let (status, said) = channel.completion.ended_silently().await;
-        if !sftp_only && status != Some(127) {
-            // It ran and said nothing: the engine sees an empty stream,
-            // as it would have, and its status counts as it would have.
+        let said_banner = sftp_only;
+        // sshd ends an SFTP-only session with status 1.
+        let sftp_only = sftp_only && status == Some(1);
+        if !sftp_only && (said_banner || status != Some(127)) {
+            // It ran: the engine sees what it sent (all of it, or
+            // nothing), as it would have, and its status counts as it
+            // would have.
             if !said.is_empty() {
                 report::remote(&said);
             }
+            let output: &'static [u8] = if said_banner { SFTP_ONLY } else { b"" };
             return ScpRuns::Yes(Box::new(Channel {
-                reader: Box::pin(tokio::io::empty()),
+                reader: Box::pin(output),
                 writer: Box::pin(tokio::io::sink()),
                 completion: Completion::Ended(status),
             }));

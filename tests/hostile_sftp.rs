@@ -454,3 +454,85 @@ fn errors_in_replies_not_waited_for_name_their_file_once() {
         ["/remote/bad.bin: disk full"]
     );
 }
+
+/// READDIR pages with no names end the listing (a server answering so
+/// forever would otherwise keep rscp asking).
+#[test]
+fn empty_directory_pages_end_the_listing() {
+    let sandbox = tempfile::tempdir().unwrap();
+    let target = sandbox.path().join("t");
+    fs::create_dir(&target).unwrap();
+    let answer = |asked: &Asked| match asked.kind {
+        17 | 7 => vec![attrs_reply(asked.id, DIR, 0)],
+        16 => vec![names(asked.id, &[(b"/src", attrs(DIR, 0))])],
+        11 => vec![handle(asked.id, b"d")],
+        12 => vec![names(asked.id, &[])],
+        _ => vec![status(asked.id, 0)],
+    };
+    let (outcome, errors) = download(b"/src", &target, answer);
+    assert_eq!(outcome.unwrap().errors, 0, "{errors:?}");
+    assert_eq!(entries_of(&target), ["src"]);
+}
+
+/// A server that answers every read with one byte still gives the right
+/// file (the rest of each read asked for again, data held out of order
+/// bounded).
+#[test]
+fn data_in_one_byte_pieces_arrives_whole() {
+    let content: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
+    let served = content.clone();
+    // The reads' offsets matter here, which `Asked` does not carry: a
+    // server of its own.
+    let sandbox = tempfile::tempdir().unwrap();
+    let target = sandbox.path().join("got");
+    let events = Captured::default();
+    let outcome = common::runtime().block_on(async {
+        let (client, mut server) = tokio::io::duplex(1 << 20);
+        let serving = tokio::spawn(async move {
+            let mut len = [0u8; 4];
+            server.read_exact(&mut len).await.unwrap();
+            let mut init = vec![0u8; u32::from_be_bytes(len) as usize];
+            server.read_exact(&mut init).await.unwrap();
+            server
+                .write_all(&[&u32be(5)[..], &[2], &u32be(3)].concat())
+                .await
+                .unwrap();
+            loop {
+                if server.read_exact(&mut len).await.is_err() {
+                    return;
+                }
+                let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+                server.read_exact(&mut body).await.unwrap();
+                let id = u32::from_be_bytes([body[1], body[2], body[3], body[4]]);
+                let reply = match body[0] {
+                    17 | 7 => attrs_reply(id, FILE, served.len() as u64),
+                    3 => handle(id, b"h"),
+                    5 => {
+                        // handle "h": 4 + 1 bytes, then the offset.
+                        let at = 5 + 4 + 1;
+                        let offset = u64::from_be_bytes(body[at..at + 8].try_into().unwrap());
+                        match served.get(offset as usize) {
+                            Some(&b) => data(id, &[b]),
+                            None => status(id, 1),
+                        }
+                    }
+                    _ => status(id, 0),
+                };
+                server.write_all(&reply).await.unwrap();
+            }
+        });
+        let (reader, writer) = tokio::io::split(client);
+        let run = async {
+            let mut sftp = Sftp::start(reader, writer, options(), &events).await?;
+            sftp.download(b"/f", &target).await?;
+            sftp.close().await
+        };
+        let outcome = tokio::time::timeout(Duration::from_secs(20), run)
+            .await
+            .expect("the client hung");
+        serving.abort();
+        outcome
+    });
+    assert_eq!(outcome.unwrap().errors, 0);
+    assert!(fs::read(&target).unwrap() == content);
+}

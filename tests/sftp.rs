@@ -329,3 +329,127 @@ fn hosts_that_cannot_run_scp_are_reached_over_sftp() {
         assert!(!work.path().join("theirs.txt").exists());
     }
 }
+
+/// `-p` in SFTP mode carries no setuid or setgid, and the sticky bit only
+/// on directories, as OpenSSH's SFTP mode: a server cannot plant a setuid
+/// program, nor can one be planted on it.
+#[test]
+fn p_carries_no_setuid_bits_in_sftp_mode() {
+    let Some(server) = sftp_server() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let tree = work.path().join("suid");
+    write(tree.join("f"), b"#!/bin/sh\n");
+    chmod(tree.join("f"), 0o6755);
+    fs::create_dir(tree.join("d")).unwrap();
+    chmod(tree.join("d"), 0o3777);
+    for (name, from, to) in [
+        (
+            "down",
+            at(&tree),
+            work.path().join("down").display().to_string(),
+        ),
+        (
+            "up",
+            tree.display().to_string(),
+            at(&work.path().join("up")),
+        ),
+    ] {
+        let out = run(rscp_direct(server).arg("-rp").arg(&from).arg(&to));
+        assert_success(&out);
+        let copy = work.path().join(name);
+        assert_eq!(mode(copy.join("f")), 0o755, "{name}");
+        assert_eq!(mode(copy.join("d")), 0o1777, "{name}");
+    }
+}
+
+/// A fake ssh for `-S` whose far side has no scp: a command gets "not
+/// found" and exit status 127 at once; the sftp subsystem is OpenSSH's
+/// sftp-server. Each start is logged.
+fn ssh_without_scp(dir: &Path, server: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let log = dir.join("starts.log");
+    let script = dir.join("fake-ssh");
+    fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n\
+             for last; do :; done\n\
+             echo \"$last\" >> '{log}'\n\
+             if [ \"$last\" = sftp ]; then exec {server}; fi\n\
+             echo 'sh: 1: scp: not found' >&2\n\
+             exit 127\n",
+            log = log.display()
+        ),
+    )
+    .unwrap();
+    chmod(&script, 0o755);
+    (script, log)
+}
+
+/// The remote side may end before rscp's go-ahead reaches it: the
+/// fallback must not depend on that race.
+#[test]
+fn the_fallback_does_not_depend_on_timing() {
+    let Some(server) = sftp_server() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let (ssh, log) = ssh_without_scp(work.path(), server);
+    write(work.path().join("src"), b"payload");
+    for round in 0..10 {
+        let got = work.path().join(format!("got{round}"));
+        let down = run(rscp()
+            .arg("-S")
+            .arg(&ssh)
+            .arg(format!("h:{}", work.path().join("src").display()))
+            .arg(&got));
+        assert_success(&down);
+        assert_eq!(fs::read(&got).unwrap(), b"payload");
+        let up = run(rscp()
+            .arg("-S")
+            .arg(&ssh)
+            .arg(work.path().join("src"))
+            .arg(format!(
+                "h:{}",
+                work.path().join(format!("up{round}")).display()
+            )));
+        assert_success(&up);
+        assert_eq!(
+            fs::read(work.path().join(format!("up{round}"))).unwrap(),
+            b"payload"
+        );
+    }
+    let starts = fs::read_to_string(&log).unwrap();
+    assert_eq!(starts.lines().filter(|l| *l == "sftp").count(), 20);
+}
+
+/// Output that only starts like sshd's SFTP-only answer is scp's: no
+/// fallback, whatever the reads make of it.
+#[test]
+fn only_the_whole_sftp_only_answer_means_sftp_only() {
+    let Some(server) = sftp_server() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let log = work.path().join("starts.log");
+    let script = work.path().join("fake-ssh");
+    fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n\
+             for last; do :; done\n\
+             echo \"$last\" >> '{log}'\n\
+             if [ \"$last\" = sftp ]; then exec {server}; fi\n\
+             printf 'This service allows sftp connections only.\\n'\n\
+             sleep 0.2\n\
+             printf 'more\\n'\n\
+             exit 0\n",
+            log = log.display()
+        ),
+    )
+    .unwrap();
+    chmod(&script, 0o755);
+    let out = run(rscp()
+        .arg("-S")
+        .arg(&script)
+        .arg("h:/x")
+        .arg(work.path().join("got")));
+    assert_exit(&out, 1);
+    let starts = fs::read_to_string(&log).unwrap();
+    assert!(!starts.lines().any(|l| l == "sftp"), "{starts}");
+}

@@ -1124,7 +1124,10 @@ pub fn read_for_sftp(request: &[u8]) -> Result<Vec<ShellPath>, String> {
             .iter()
             .find(|(at, _)| *at == index)
             .map(|(_, name)| name.clone());
-        let expanded = brace_expand(word).ok_or_else(|| "brace expansion too large".to_owned())?;
+        // A sequence too long to spell out is refused, not guessed at.
+        let expanded = brace_expand(word)
+            .filter(|words| !words.iter().flatten().any(|p| *p == Piece::Digits))
+            .ok_or_else(|| "brace expansion too large".to_owned())?;
         for alternative in expanded {
             paths.push(shell_path(&alternative, home.clone()));
         }
@@ -1553,6 +1556,10 @@ mod tests {
             assert_eq!(read_for_sftp(shell_only), Err(NEEDS_SHELL.to_owned()));
         }
         assert!(read_for_sftp(b"'open").is_err());
+        assert_eq!(
+            read_for_sftp(b"f{1..2000}"),
+            Err("brace expansion too large".to_owned())
+        );
         let Component::Glob(glob) = &read_for_sftp(b"*.txt").unwrap()[0].components[0] else {
             panic!("not a glob");
         };

@@ -40,8 +40,19 @@ pub const DEFAULT_REQUESTS: usize = 64;
 /// stays flat, and sshd's window (2 MiB per channel) is full long before.
 const MAX_IN_FLIGHT: u64 = 8 * 1024 * 1024;
 
-/// The most entries one remote directory may list.
+/// The most entries one remote directory may list, and the most bytes
+/// their names may take in all.
 const MAX_ENTRIES: usize = 1 << 20;
+const MAX_LISTING_BYTES: usize = 64 << 20;
+
+/// How deep a remote tree may go under `-r`.
+const MAX_DEPTH: usize = 1024;
+
+/// Mode bits `-p` carries in SFTP mode, as OpenSSH's SFTP mode: no
+/// setuid or setgid from (or to) a server, the sticky bit on directories
+/// only.
+const FILE_MODE_BITS: u32 = 0o777;
+const DIRECTORY_MODE_BITS: u32 = 0o1777;
 
 /// The most replies left unawaited at once (see [`Deferred`]).
 const MAX_DEFERRED: usize = 4096;
@@ -99,6 +110,8 @@ pub struct Sftp<'e, R, W> {
     /// Files whose error was reported already.
     failed_files: std::collections::HashSet<u64>,
     files: u64,
+    /// Bytes of listings and paths held by the directories being walked.
+    kept_bytes: usize,
 }
 
 impl<'e, R, W> Sftp<'e, R, W>
@@ -131,6 +144,7 @@ where
             deferred: std::collections::HashMap::new(),
             failed_files: std::collections::HashSet::new(),
             files: 0,
+            kept_bytes: 0,
         })
     }
 
@@ -307,7 +321,8 @@ where
                             .collect();
                         names.sort();
                         next.extend(names.iter().map(|n| join(directory, n)));
-                        if next.len() > MAX_ENTRIES {
+                        let held: usize = next.iter().map(Vec::len).sum();
+                        if next.len() > MAX_ENTRIES || held > MAX_LISTING_BYTES {
                             return Err(SessionError::Protocol(
                                 "glob matches too many names".into(),
                             ));
@@ -394,11 +409,15 @@ where
             other => return Err(unexpected(&other)),
         };
         let mut entries = Vec::new();
+        let mut bytes = 0usize;
         let outcome = loop {
             match self.call(&Request::Readdir { handle: &handle }).await? {
+                // An empty page is the end too (as OpenSSH's client reads it).
+                Reply::Name(names) if names.is_empty() => break Ok(Ok(entries)),
                 Reply::Name(names) => {
+                    bytes += names.iter().map(|n| n.filename.len() + 16).sum::<usize>();
                     entries.extend(names);
-                    if entries.len() > MAX_ENTRIES {
+                    if entries.len() > MAX_ENTRIES || bytes > MAX_LISTING_BYTES {
                         break Err(SessionError::Protocol("directory listing too long".into()));
                     }
                 }
@@ -522,7 +541,7 @@ where
         let times = Some((clamp_time(meta.atime()), clamp_time(meta.mtime())));
         let preserve = self.options.preserve;
         let finish_preserved = preserve.then(|| Attrs {
-            permissions: Some(mode & 0o7777),
+            permissions: Some(mode & DIRECTORY_MODE_BITS),
             times,
             ..Attrs::default()
         });
@@ -594,7 +613,7 @@ where
         self.events.file_started(id, last_component(local), size);
         let written = self.write_data(&handle, Arc::new(file), size, id).await;
         self.events.file_finished(id);
-        let (local_failure, remote_failure, unawaited) = written?;
+        let (sent, local_failure, remote_failure, unawaited) = written?;
         // The rest is not waited for: the next file starts meanwhile.
         let file_number = self.next_file();
         if let Some(why) = local_failure {
@@ -610,14 +629,15 @@ where
         for request in unawaited {
             self.defer(request, file_number, remote, "").await?;
         }
-        if !self.failed_files.contains(&file_number) {
-            // Written in place: the size cuts what was longer before.
+        if !self.failed_files.contains(&file_number) || sent < size {
+            // Written in place: the size cuts what was longer before (also
+            // after a local read error, so that no old data follows).
             let mut attrs = Attrs {
-                size: Some(size),
+                size: Some(sent),
                 ..Attrs::default()
             };
             if self.options.preserve {
-                attrs.permissions = Some(meta.mode() & 0o7777);
+                attrs.permissions = Some(meta.mode() & FILE_MODE_BITS);
                 attrs.times = Some((clamp_time(meta.atime()), clamp_time(meta.mtime())));
             }
             let request = self.session.send(&Request::Fsetstat {
@@ -640,7 +660,7 @@ where
         file: Arc<File>,
         size: u64,
         id: FileId,
-    ) -> Result<(Option<String>, Option<String>, Vec<u32>), SessionError> {
+    ) -> Result<(u64, Option<String>, Option<String>, Vec<u32>), SessionError> {
         let chunk = self.session.write_len.max(1);
         let most = self.requests_for(chunk);
         let mode = blocking::Mode::for_file(&file, size);
@@ -704,11 +724,8 @@ where
                 other => return Err(unexpected(&other)),
             }
         }
-        Ok((
-            local_failure,
-            remote_failure,
-            in_flight.into_iter().collect(),
-        ))
+        let unanswered = in_flight.into_iter().collect();
+        Ok((offset, local_failure, remote_failure, unanswered))
     }
 
     // ---- downloads ---------------------------------------------------
@@ -800,6 +817,10 @@ where
             self.fail_remote(remote, "directory loop (symbolic link to a parent)");
             return Ok(());
         }
+        if ancestors.len() >= MAX_DEPTH {
+            self.fail_remote(remote, "maximum directory depth exceeded");
+            return Ok(());
+        }
         let entries = match self.list(remote).await? {
             Ok(entries) => entries,
             Err(why) => {
@@ -807,7 +828,7 @@ where
                 return Ok(());
             }
         };
-        let mode = attrs.permissions.unwrap_or(0o755);
+        let mode = attrs.permissions.unwrap_or(0o755) & DIRECTORY_MODE_BITS;
         let times = self.times_of(attrs);
         let directory = match ReceivedDirectory::enter(
             local,
@@ -822,6 +843,15 @@ where
                 return Ok(());
             }
         };
+        // What this level keeps while its subtrees are walked counts
+        // against one budget for the whole walk.
+        let kept = real.len() + entries.iter().map(|e| e.filename.len() + 16).sum::<usize>();
+        if self.kept_bytes + kept > MAX_LISTING_BYTES {
+            return Err(SessionError::Protocol(
+                "remote tree too large to walk".into(),
+            ));
+        }
+        self.kept_bytes += kept;
         ancestors.push(real);
         for entry in entries {
             let name = entry.filename;
@@ -862,6 +892,7 @@ where
             }
         }
         ancestors.pop();
+        self.kept_bytes -= kept;
         if let Err(message) = directory.finish() {
             self.fail(&message);
         }
@@ -925,7 +956,7 @@ where
             problem = Some(message);
         }
         if self.options.preserve
-            && let Err(message) = file.set_mode(mode)
+            && let Err(message) = file.set_mode(mode & FILE_MODE_BITS)
         {
             problem.get_or_insert(message);
         }
@@ -970,21 +1001,42 @@ where
         // Reads cover the size the file had, then one more finds its end
         // (or that it grew, which moves the horizon on).
         let mut horizon = size;
+        // The rest of short reads, still to ask for.
+        let mut rests: std::collections::VecDeque<(u64, u32)> = std::collections::VecDeque::new();
         loop {
-            while end.is_none() && failure.is_none() && asked.len() < most && next <= horizon {
-                let len = if next < horizon {
-                    (horizon - next).min(u64::from(chunk)) as u32
-                } else {
-                    chunk
-                };
-                let request = Request::Read {
+            // Data held out of order is bounded: new reads go only while
+            // little is held; the read that fills the front always goes.
+            if failure.is_none()
+                && let Some(at) = rests.iter().position(|&(offset, _)| offset == written)
+                && let Some((offset, len)) = rests.remove(at)
+            {
+                let sent = self.session.send(&Request::Read {
                     handle,
-                    offset: next,
+                    offset,
                     len,
+                });
+                asked.insert(sent, (offset, len));
+            }
+            while failure.is_none() && asked.len() < most && early.len() < most {
+                let (offset, len) = if let Some(rest) = rests.pop_front() {
+                    rest
+                } else if end.is_none() && next <= horizon {
+                    let len = if next < horizon {
+                        (horizon - next).min(u64::from(chunk)) as u32
+                    } else {
+                        chunk
+                    };
+                    next += u64::from(len);
+                    (next - u64::from(len), len)
+                } else {
+                    break;
                 };
-                let sent = self.session.send(&request);
-                asked.insert(sent, (next, len));
-                next += u64::from(len);
+                let sent = self.session.send(&Request::Read {
+                    handle,
+                    offset,
+                    len,
+                });
+                asked.insert(sent, (offset, len));
             }
             if asked.is_empty() {
                 break;
@@ -1013,14 +1065,9 @@ where
                     let got = data.len() as u32;
                     horizon = horizon.max(offset + u64::from(got));
                     if got < len {
-                        // A short read: ask for the rest of that range.
-                        let rest = Request::Read {
-                            handle,
-                            offset: offset + u64::from(got),
-                            len: len - got,
-                        };
-                        let sent = self.session.send(&rest);
-                        asked.insert(sent, (offset + u64::from(got), len - got));
+                        // A short read: the rest of that range is asked
+                        // for again.
+                        rests.push_back((offset + u64::from(got), len - got));
                     }
                     early.insert(offset, data);
                     while let Some(data) = early.remove(&written) {

@@ -82,8 +82,10 @@ where
             session.write_len = cap(limits.max_write);
         }
         if let Some(buffer) = buffer {
-            session.read_len = buffer;
-            session.write_len = buffer;
+            // Larger would not fit in one message (OpenSSH's server would
+            // drop the connection).
+            session.read_len = buffer.min(MAX_DATA);
+            session.write_len = buffer.min(MAX_DATA);
         }
         Ok(session)
     }
