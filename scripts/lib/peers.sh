@@ -8,7 +8,11 @@ _peer_packages() {
     local want
     for want in "$@"; do
         case $want in
-            server) [ -x /usr/sbin/sshd ] || echo openssh-server ;;
+            server)
+                [ -x /usr/sbin/sshd ] || echo openssh-server
+                # SFTP mode's tests (and Dropbear's sftp subsystem) use it.
+                [ -x /usr/lib/openssh/sftp-server ] || echo openssh-sftp-server
+                ;;
             client)
                 local tool
                 for tool in ssh scp ssh-keygen ssh-agent ssh-add sftp; do
