@@ -238,7 +238,7 @@ impl<'a> Client<'a> {
     /// `-3`: both remote ends opened from here, the stream passed through.
     async fn relay(&mut self, source: &Remote, target: &Remote) {
         if self.invocation.sftp {
-            return self.fail("-3 in SFTP mode is not supported yet: use -O");
+            return self.relay_sftp(source, target).await;
         }
         let from_command = self.remote_command("-f", &source.path);
         let to_command = self.remote_command("-t", &target.path);
@@ -415,6 +415,54 @@ impl<'a> Client<'a> {
             requests: self.invocation.sftp_requests.unwrap_or(DEFAULT_REQUESTS),
             umask: self.umask,
         }
+    }
+
+    /// `-3` in SFTP mode: a session to each end, READs from the origin
+    /// passed on as WRITEs to the destination (its own connection, as in
+    /// legacy mode).
+    async fn relay_sftp(&mut self, source: &Remote, target: &Remote) {
+        let Some(from) = self.open_sftp_channel(source).await else {
+            return;
+        };
+        let opened = self
+            .transport
+            .open(
+                target,
+                Start::Subsystem("sftp"),
+                self.events,
+                Lane::RelayDestination,
+            )
+            .await;
+        let to = match opened {
+            Ok(channel) => channel,
+            Err(message) => {
+                from.completion.terminate().await;
+                return self.fail(&message);
+            }
+        };
+        let options = self.sftp_options();
+        let events = self.events;
+        let must_be_directory = self.target_must_be_directory;
+        let outcome = async {
+            let mut origin = Sftp::start(from.reader, from.writer, options, events).await?;
+            let mut destination = Sftp::start(to.reader, to.writer, options, events).await?;
+            let decided = destination
+                .upload_target(target.path.as_bytes(), must_be_directory)
+                .await?;
+            if let Some(upload_target) = decided {
+                origin
+                    .relay_to(&mut destination, source.path.as_bytes(), &upload_target)
+                    .await?;
+            }
+            let sent = origin.close().await?;
+            let received = destination.close().await?;
+            Ok(Summary {
+                errors: sent.errors + received.errors,
+            })
+        }
+        .await;
+        self.conclude(outcome, vec![from.completion, to.completion])
+            .await;
     }
 
     /// A download over SFTP: one session per remote source.

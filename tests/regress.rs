@@ -1,8 +1,7 @@
 //! The steps of OpenSSH's own acceptance tests for scp (openssh-portable's
 //! regress/scp.sh, scp-uri.sh and scp3.sh), each as a test of ours against
 //! a real sshd with OpenSSH's scp -t/-f on the far side, and (their sftp
-//! half, the `_over_sftp` tests) with its SFTP server. -3 in SFTP mode is
-//! refused for now, so scp3.sh's steps run in legacy mode only. The
+//! half, the `_over_sftp` tests) with its SFTP server. The
 //! steps other test files already cover are named in their place below;
 //! the comments give the step each test stands for.
 //!
@@ -206,8 +205,7 @@ fn several_sources_into_a_file_are_refused_over_sftp() {
 
 // scp3.sh: -3 file to file, file into an existing directory, and a
 // forest with -r into a directory that does not exist yet.
-#[test]
-fn through_this_host_files_directories_and_forests() {
+fn through_this_host_files_directories_and_forests_in(mode: &[&str]) {
     let Some(sshd) = Sshd::start() else { return };
     let work = tempfile::tempdir().unwrap();
     let data = work.path().join("data");
@@ -215,6 +213,7 @@ fn through_this_host_files_directories_and_forests() {
     let copy = work.path().join("copy");
     let out = run(sshd
         .rscp()
+        .args(mode)
         .arg("-3")
         .arg(sshd.remote(&data))
         .arg(sshd.remote(&copy)));
@@ -225,6 +224,7 @@ fn through_this_host_files_directories_and_forests() {
     fs::create_dir(&dir).unwrap();
     let out = run(sshd
         .rscp()
+        .args(mode)
         .arg("-3")
         .arg(sshd.remote(&copy))
         .arg(sshd.remote(&dir)));
@@ -239,11 +239,23 @@ fn through_this_host_files_directories_and_forests() {
     let into = work.path().join("dir2");
     let out = run(sshd
         .rscp()
+        .args(mode)
         .arg("-3r")
         .arg(sshd.remote(&source))
         .arg(sshd.remote(&into)));
     assert_success(&out);
     assert_same_followed(&source, &into);
+}
+
+#[test]
+fn through_this_host_files_directories_and_forests() {
+    through_this_host_files_directories_and_forests_in(&[]);
+}
+
+/// The same steps in SFTP mode (scp3.sh's sftp half).
+#[test]
+fn through_this_host_files_directories_and_forests_over_sftp() {
+    through_this_host_files_directories_and_forests_in(&["-s"]);
 }
 
 /// A config that reaches the fixture without a Port or User of its own,

@@ -453,3 +453,46 @@ fn only_the_whole_sftp_only_answer_means_sftp_only() {
     let starts = fs::read_to_string(&log).unwrap();
     assert!(!starts.lines().any(|l| l == "sftp"), "{starts}");
 }
+
+/// `-3` in SFTP mode: READs from the origin passed on as WRITEs to the
+/// destination, -p kept, side by side with `scp -s -3`.
+#[test]
+fn through_this_host_over_sftp() {
+    let Some(sshd) = Sshd::start() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let tree = work.path().join("tree");
+    sample_tree(&tree);
+    set_times(tree.join("a.txt"), 1_200_000_000, 1_200_000_000);
+    let ours = run(sshd
+        .rscp()
+        .args(["-s", "-3", "-rp"])
+        .arg(sshd.remote(&tree))
+        .arg(sshd.remote(work.path().join("ours"))));
+    assert_success(&ours);
+    assert_eq!(stderr(&ours), "");
+    assert_same_tree(&tree, &work.path().join("ours"));
+    assert_same_metadata(&tree, &work.path().join("ours"), true);
+    let theirs = run(Command::new("scp")
+        .args(["-s", "-3", "-rp", "-F"])
+        .arg(sshd.ssh_config())
+        .arg(sshd.remote(&tree))
+        .arg(sshd.remote(work.path().join("theirs"))));
+    assert_success(&theirs);
+    assert_same_tree(&work.path().join("theirs"), &work.path().join("ours"));
+
+    // A missing source: its own error, exit 1, nothing created.
+    let missing = run(sshd
+        .rscp()
+        .args(["-s", "-3"])
+        .arg(sshd.remote(work.path().join("nope")))
+        .arg(sshd.remote(work.path().join("got"))));
+    assert_exit(&missing, 1);
+    assert_eq!(
+        stderr(&missing),
+        format!(
+            "rscp: {}: No such file or directory\n",
+            work.path().join("nope").display()
+        )
+    );
+    assert!(!work.path().join("got").exists());
+}

@@ -537,8 +537,17 @@ where
         remote: &[u8],
         meta: &Metadata,
     ) -> Result<Option<RemoteDirectory>, SessionError> {
-        let mode = meta.mode();
-        let times = Some((clamp_time(meta.atime()), clamp_time(meta.mtime())));
+        let times = (clamp_time(meta.atime()), clamp_time(meta.mtime()));
+        self.make_directory_with(remote, meta.mode(), times).await
+    }
+
+    async fn make_directory_with(
+        &mut self,
+        remote: &[u8],
+        mode: u32,
+        times: (u32, u32),
+    ) -> Result<Option<RemoteDirectory>, SessionError> {
+        let times = Some(times);
         let preserve = self.options.preserve;
         let finish_preserved = preserve.then(|| Attrs {
             permissions: Some(mode & DIRECTORY_MODE_BITS),
@@ -726,6 +735,303 @@ where
         }
         let unanswered = in_flight.into_iter().collect();
         Ok((offset, local_failure, remote_failure, unanswered))
+    }
+
+    // ---- -3: from this session's server to another's ------------------
+
+    /// `-3`: copies what `request` names on this session's server to
+    /// `destination`'s, through this host: READs here, WRITEs there.
+    pub async fn relay_to(
+        &mut self,
+        destination: &mut Sftp<'e, R, W>,
+        request: &[u8],
+        target: &UploadTarget,
+    ) -> Result<(), SessionError> {
+        let paths = match self.resolve(request).await? {
+            Ok(paths) => paths,
+            Err(message) => {
+                self.fail(&message);
+                return Ok(());
+            }
+        };
+        for path in paths {
+            let attrs = match self.stat(&path).await? {
+                Ok(attrs) => attrs,
+                Err(why) => {
+                    self.fail_remote(&path, &why);
+                    continue;
+                }
+            };
+            if attrs.is_dir() && !self.options.recursive {
+                self.fail_remote(&path, "not a regular file");
+                continue;
+            }
+            let Some(name) = self.name_of(&path).await? else {
+                continue;
+            };
+            let remote = remote_name(target, &[], &name);
+            if attrs.is_dir() {
+                let mut ancestors = Vec::new();
+                self.relay_tree(destination, &path, &attrs, remote, &mut ancestors)
+                    .await?;
+            } else if attrs.is_regular() {
+                self.relay_file(destination, &path, &attrs, &remote).await?;
+            } else {
+                self.fail_remote(&path, "not a regular file");
+            }
+        }
+        Ok(())
+    }
+
+    async fn relay_tree(
+        &mut self,
+        destination: &mut Sftp<'e, R, W>,
+        from: &[u8],
+        attrs: &Attrs,
+        to: Vec<u8>,
+        ancestors: &mut Vec<Vec<u8>>,
+    ) -> Result<(), SessionError> {
+        let real = match self.realpath(from).await? {
+            Ok(real) => real,
+            Err(why) => {
+                self.fail_remote(from, &why);
+                return Ok(());
+            }
+        };
+        if ancestors.contains(&real) {
+            self.fail_remote(from, "directory loop (symbolic link to a parent)");
+            return Ok(());
+        }
+        if ancestors.len() >= MAX_DEPTH {
+            self.fail_remote(from, "maximum directory depth exceeded");
+            return Ok(());
+        }
+        let entries = match self.list(from).await? {
+            Ok(entries) => entries,
+            Err(why) => {
+                self.fail_remote(from, &why);
+                return Ok(());
+            }
+        };
+        let kept = real.len() + entries.iter().map(|e| e.filename.len() + 16).sum::<usize>();
+        if self.kept_bytes + kept > MAX_LISTING_BYTES {
+            return Err(SessionError::Protocol(
+                "remote tree too large to walk".into(),
+            ));
+        }
+        let mode = attrs.permissions.unwrap_or(0o755);
+        let times = attrs.times.unwrap_or((0, 0));
+        let Some(made) = destination.make_directory_with(&to, mode, times).await? else {
+            return Ok(());
+        };
+        self.kept_bytes += kept;
+        ancestors.push(real);
+        for entry in entries {
+            let name = entry.filename;
+            if name == b"." || name == b".." {
+                continue;
+            }
+            if !paths::is_plain_name(&name) {
+                let message = format!(
+                    "{}: server sent a name that is not one: \"{}\"",
+                    for_terminal(from),
+                    for_terminal(&name)
+                );
+                self.fail(&message);
+                continue;
+            }
+            let child = join(from, &name);
+            let mut attrs = entry.attrs;
+            let is_link = attrs
+                .permissions
+                .is_some_and(|p| p & libc::S_IFMT == libc::S_IFLNK);
+            if is_link || attrs.permissions.is_none() {
+                attrs = match self.stat(&child).await? {
+                    Ok(attrs) => attrs,
+                    Err(why) => {
+                        self.fail_remote(&child, &why);
+                        continue;
+                    }
+                };
+            }
+            let to_child = join(&made.path, &name);
+            if attrs.is_dir() {
+                Box::pin(self.relay_tree(destination, &child, &attrs, to_child, ancestors)).await?;
+            } else if attrs.is_regular() {
+                self.relay_file(destination, &child, &attrs, &to_child)
+                    .await?;
+            } else {
+                self.fail_remote(&child, "not a regular file");
+            }
+        }
+        ancestors.pop();
+        self.kept_bytes -= kept;
+        if let Some(finish) = made.finish {
+            let request = Request::Setstat {
+                path: &made.path,
+                attrs: &finish,
+            };
+            if let Some(why) = destination.status_of(&request).await? {
+                destination.fail_remote(&made.path, &format!("set attributes: {why}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// One file: READs here one at a time, each passed on as WRITEs there
+    /// (several in flight); the size (and with `-p` mode and times) set
+    /// there at the end.
+    async fn relay_file(
+        &mut self,
+        destination: &mut Sftp<'e, R, W>,
+        from: &[u8],
+        attrs: &Attrs,
+        to: &[u8],
+    ) -> Result<(), SessionError> {
+        let open = Request::Open {
+            path: from,
+            flags: codec::OPEN_READ,
+            attrs: &Attrs::default(),
+        };
+        let source = match self.call(&open).await? {
+            Reply::Handle(handle) => handle,
+            Reply::Status { code, message } => {
+                self.fail_remote(from, &status_text(code, &message));
+                return Ok(());
+            }
+            other => return Err(unexpected(&other)),
+        };
+        let mode = attrs.permissions.unwrap_or(0o644);
+        let create = Attrs {
+            permissions: Some(mode & FILE_MODE_BITS),
+            ..Attrs::default()
+        };
+        let open = Request::Open {
+            path: to,
+            flags: codec::OPEN_WRITE | codec::OPEN_CREAT,
+            attrs: &create,
+        };
+        let target = match destination.call(&open).await? {
+            Reply::Handle(handle) => handle,
+            Reply::Status { code, message } => {
+                destination.fail_remote(to, &status_text(code, &message));
+                self.close_handle(&source).await?;
+                return Ok(());
+            }
+            other => return Err(unexpected(&other)),
+        };
+        let size = attrs.size.unwrap_or(0);
+        let id = FileId::next();
+        self.events
+            .file_started(id, paths::last_component(from), size);
+        let moved = self.pass_data(destination, &source, &target, id).await;
+        self.events.file_finished(id);
+        let (offset, read_failure, write_failure, unawaited) = moved?;
+        let file_number = destination.next_file();
+        if let Some(why) = read_failure {
+            destination.failed_files.insert(file_number);
+            self.fail_remote(from, &why);
+        } else if let Some(why) = write_failure {
+            destination.failed_files.insert(file_number);
+            destination.fail_remote(to, &why);
+        }
+        for request in unawaited {
+            destination.defer(request, file_number, to, "").await?;
+        }
+        let mut finish = Attrs {
+            size: Some(offset),
+            ..Attrs::default()
+        };
+        if self.options.preserve {
+            finish.permissions = Some(mode & FILE_MODE_BITS);
+            finish.times = attrs.times;
+        }
+        let request = destination.session.send(&Request::Fsetstat {
+            handle: &target,
+            attrs: &finish,
+        });
+        destination
+            .defer(request, file_number, to, "set attributes")
+            .await?;
+        let request = destination
+            .session
+            .send(&Request::Close { handle: &target });
+        destination.defer(request, file_number, to, "close").await?;
+        if let Some(why) = self.close_handle(&source).await? {
+            self.fail_remote(from, &format!("close: {why}"));
+        }
+        Ok(())
+    }
+
+    /// The data of one relayed file: returns how much was passed on, why
+    /// reading or writing stopped short (if either did), and the WRITEs
+    /// unanswered.
+    async fn pass_data(
+        &mut self,
+        destination: &mut Sftp<'e, R, W>,
+        source: &[u8],
+        target: &[u8],
+        id: FileId,
+    ) -> Result<Passed, SessionError> {
+        let chunk = self
+            .session
+            .read_len
+            .min(destination.session.write_len)
+            .max(1);
+        let most = destination.requests_for(chunk);
+        let mut in_flight: std::collections::VecDeque<u32> = std::collections::VecDeque::new();
+        let mut offset = 0u64;
+        loop {
+            let read = Request::Read {
+                handle: source,
+                offset,
+                len: chunk,
+            };
+            let data = match self.call(&read).await? {
+                Reply::Data(data) if data.len() <= chunk as usize && !data.is_empty() => data,
+                Reply::Data(_) => {
+                    return Err(SessionError::Protocol(
+                        "server sent more data than asked".into(),
+                    ));
+                }
+                Reply::Status {
+                    code: codec::FX_EOF,
+                    ..
+                } => break,
+                Reply::Status { code, message } => {
+                    let unanswered = in_flight.into_iter().collect();
+                    return Ok((offset, Some(status_text(code, &message)), None, unanswered));
+                }
+                other => return Err(unexpected(&other)),
+            };
+            let len = data.len() as u32;
+            let (request, mut packet) = destination.session.write_packet(target, offset, len);
+            packet.extend_from_slice(&data);
+            destination.session.send_packet(packet.freeze()).await?;
+            in_flight.push_back(request);
+            offset += u64::from(len);
+            self.events.file_progress(id, u64::from(len));
+            if let Some(pacer) = self.pacer.as_mut() {
+                pacer.moved(u64::from(len)).await;
+            }
+            while in_flight.len() >= most {
+                let (answered, reply) = destination.reply().await?;
+                let Some(at) = in_flight.iter().position(|&r| r == answered) else {
+                    return Err(SessionError::Protocol(format!(
+                        "reply to request {answered}, which was not waiting"
+                    )));
+                };
+                in_flight.remove(at);
+                if let Reply::Status { code, message } = reply
+                    && code != codec::FX_OK
+                {
+                    let unanswered = in_flight.into_iter().collect();
+                    let why = status_text(code, &message);
+                    return Ok((offset, None, Some(why), unanswered));
+                }
+            }
+        }
+        Ok((offset, None, None, in_flight.into_iter().collect()))
     }
 
     // ---- downloads ---------------------------------------------------
@@ -1103,6 +1409,10 @@ where
         Ok((written, failure))
     }
 }
+
+/// What passing a file's data on did: bytes passed, why reading stopped
+/// short, why writing did, and the WRITEs still unanswered.
+type Passed = (u64, Option<String>, Option<String>, Vec<u32>);
 
 /// SFTP has no empty path: the login directory is `.`.
 fn nonempty(path: &[u8]) -> &[u8] {
