@@ -1137,9 +1137,36 @@ pub fn read_for_sftp(request: &[u8]) -> Result<Vec<ShellPath>, String> {
 
 fn shell_path(word: &[Piece], home: Option<Vec<u8>>) -> ShellPath {
     let slash = |p: &Piece| matches!(p, Piece::Byte { byte: b'/', .. });
-    let word: &[Piece] = match word.first() {
-        Some(Piece::Home) => &word[1..],
-        _ => word,
+    let (word, home): (&[Piece], Option<Vec<u8>>) = match word.first() {
+        Some(Piece::Home) => (&word[1..], home),
+        // A tilde that brace expansion put first (`{~,x}/f`): the shell
+        // expands it after the braces.
+        Some(Piece::Byte {
+            byte: b'~',
+            quoted: false,
+        }) if home.is_none() => {
+            let name_len = word[1..]
+                .iter()
+                .take_while(|p| {
+                    matches!(p, Piece::Byte { byte, quoted: false }
+                        if byte.is_ascii_alphanumeric() || b"._-+".contains(byte))
+                })
+                .count();
+            match word.get(1 + name_len) {
+                None | Some(Piece::Byte { byte: b'/', .. }) => {
+                    let name = word[1..1 + name_len]
+                        .iter()
+                        .filter_map(|p| match p {
+                            Piece::Byte { byte, .. } => Some(*byte),
+                            _ => None,
+                        })
+                        .collect();
+                    (&word[1 + name_len..], Some(name))
+                }
+                _ => (word, None),
+            }
+        }
+        _ => (word, home),
     };
     let absolute = home.is_none() && word.first().is_some_and(slash);
     let components = word
@@ -1536,6 +1563,17 @@ mod tests {
         assert_eq!(
             literal_paths(b"~bob"),
             vec![(Some(v("bob")), false, vec![])]
+        );
+        assert_eq!(
+            literal_paths(b"{~,x}/f"),
+            vec![
+                (Some(vec![]), false, vec![v("f")]),
+                (None, false, vec![v("x"), v("f")])
+            ]
+        );
+        assert_eq!(
+            literal_paths(b"'~'/f"),
+            vec![(None, false, vec![v("~"), v("f")])]
         );
         assert_eq!(literal_paths(b""), vec![(None, false, vec![])]);
         assert_eq!(
