@@ -237,18 +237,30 @@ impl<'a> Client<'a> {
 
     /// `-3`: both remote ends opened from here, the stream passed through.
     async fn relay(&mut self, source: &Remote, target: &Remote) {
-        if self.invocation.sftp {
+        // A host that cannot run scp takes both ends to SFTP.
+        if self.uses_sftp(source) || self.uses_sftp(target) {
             return self.relay_sftp(source, target).await;
         }
         let from_command = self.remote_command("-f", &source.path);
         let to_command = self.remote_command("-t", &target.path);
-        let from = match self
+        let mut from = match self
             .transport
             .exec(source, &from_command, self.events)
             .await
         {
             Ok(channel) => channel,
             Err(message) => return self.fail(&message),
+        };
+        // The origin's go-ahead from here, to see whether it runs scp at
+        // all; the destination's is then only checked by the relay.
+        let _ = async {
+            from.writer.write_all(b"\0").await?;
+            from.writer.flush().await
+        }
+        .await;
+        let from = match self.scp_runs(source, from).await {
+            ScpRuns::Yes(channel) => *channel,
+            ScpRuns::NoScp => return self.relay_sftp(source, target).await,
         };
         // Its own connection: the origin's channel is not read while the
         // destination's is written (see Lane).
@@ -268,6 +280,13 @@ impl<'a> Client<'a> {
                 return self.fail(&message);
             }
         };
+        let to = match self.scp_runs(target, to).await {
+            ScpRuns::Yes(channel) => *channel,
+            ScpRuns::NoScp => {
+                from.completion.terminate().await;
+                return self.relay_sftp(source, target).await;
+            }
+        };
         let options = RelayOptions {
             recursive: self.invocation.recursive,
             filter: self
@@ -281,7 +300,8 @@ impl<'a> Client<'a> {
             (to.reader, to.writer),
             options,
             self.events,
-        );
+        )
+        .after_origin_go_ahead();
         let outcome = relay.run().await;
         self.conclude(outcome, vec![from.completion, to.completion])
             .await;

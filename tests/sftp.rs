@@ -321,6 +321,19 @@ fn hosts_that_cannot_run_scp_are_reached_over_sftp() {
         assert_eq!(said.matches(&found).count(), 1, "{said}");
         assert_eq!(said.matches("command scp ").count(), 1, "{said}");
 
+        // -3 too: both ends go over SFTP.
+        let relayed = run(sshd
+            .rscp()
+            .arg("-3")
+            .arg(sshd.remote(work.path().join("up/a.txt")))
+            .arg(sshd.remote(work.path().join("relayed.txt"))));
+        assert_success(&relayed);
+        assert_eq!(stderr(&relayed), "", "{extra}");
+        assert_eq!(
+            fs::read(work.path().join("relayed.txt")).unwrap(),
+            b"alpha\n"
+        );
+
         let theirs = run(sshd
             .openssh_scp()
             .arg(tree.join("a.txt"))

@@ -29,6 +29,8 @@ pub struct Relay<'e, RA, WA, RB, WB> {
     options: RelayOptions,
     events: &'e dyn Events,
     errors: u32,
+    /// See [`Relay::after_origin_go_ahead`].
+    origin_started: bool,
     pacer: Option<Pacer>,
 }
 
@@ -52,7 +54,16 @@ where
             options,
             events,
             errors: 0,
+            origin_started: false,
         }
+    }
+
+    /// For an origin that has had its go-ahead already (the client sends
+    /// it to see whether the origin runs scp at all): the destination's is
+    /// then checked, not passed on.
+    pub fn after_origin_go_ahead(mut self) -> Self {
+        self.origin_started = true;
+        self
     }
 
     pub async fn run(mut self) -> Result<Summary, SessionError> {
@@ -77,7 +88,16 @@ where
         // it refuses (say, -d with a target that is not a directory) the
         // origin is never started. (One go-ahead: a second would be taken
         // for the reply to the first record.)
-        if !self.pass_reply().await? {
+        if self.origin_started {
+            match self.to.read_reply().await? {
+                Reply::Ok => {}
+                Reply::Error(message) | Reply::Fatal(message) => {
+                    self.events.peer_message(&message);
+                    self.errors += 1;
+                    return Err(SessionError::PeerFailed);
+                }
+            }
+        } else if !self.pass_reply().await? {
             return Err(SessionError::PeerFailed);
         }
         let mut depth = 0usize;
