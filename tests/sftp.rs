@@ -509,3 +509,35 @@ fn through_this_host_over_sftp() {
     );
     assert!(!work.path().join("got").exists());
 }
+
+/// `dir/` that is not there names a directory, as scp's sink reads it: a
+/// file cannot take the name, a directory (with -r) can.
+#[test]
+fn a_target_with_a_trailing_slash_names_a_directory() {
+    let Some(server) = sftp_server() else { return };
+    let work = tempfile::tempdir().unwrap();
+    write(work.path().join("a"), b"a");
+    write(work.path().join("d/b"), b"b");
+    let missing = work.path().join("missing");
+    let file = run(rscp_direct(server)
+        .arg(work.path().join("a"))
+        .arg(format!("x:{}/", missing.display())));
+    assert_exit(&file, 1);
+    assert_eq!(
+        stderr(&file),
+        format!("rscp: {}/: Is a directory\n", missing.display())
+    );
+    assert!(!missing.exists());
+    let relayed = run(rscp_direct(server)
+        .arg("-3")
+        .arg(at(&work.path().join("a")))
+        .arg(format!("y:{}/", missing.display())));
+    assert_exit(&relayed, 1);
+    assert!(!missing.exists());
+    let tree = run(rscp_direct(server)
+        .arg("-r")
+        .arg(work.path().join("d"))
+        .arg(format!("x:{}/", missing.display())));
+    assert_success(&tree);
+    assert_eq!(fs::read(missing.join("b")).unwrap(), b"b");
+}

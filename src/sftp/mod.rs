@@ -89,6 +89,9 @@ pub enum UploadTarget {
     /// A path that is not a directory (or not there): a single source
     /// takes this name.
     Name(Vec<u8>),
+    /// `dir/` that is not there: a directory (with `-r`) takes the name; a
+    /// file cannot (scp's sink fails to open `dir/` as a file).
+    NewDirectory(Vec<u8>),
 }
 
 /// A remote directory being filled by an upload.
@@ -465,8 +468,17 @@ where
             return Ok(None);
         };
         let path = path.clone();
+        // `dir/` names a directory: never a file of that name.
+        let names_directory = request.ends_with(b"/") && !path.is_empty();
         match self.stat(&path).await? {
             Ok(attrs) if attrs.is_dir() => Ok(Some(UploadTarget::Directory(path))),
+            Ok(_) if names_directory => {
+                self.fail_remote(&[path.as_slice(), b"/"].concat(), "Not a directory");
+                Ok(None)
+            }
+            Err(_) if names_directory && !must_be_directory => {
+                Ok(Some(UploadTarget::NewDirectory(path)))
+            }
             Ok(_) if must_be_directory => {
                 self.fail_remote(&path, "Not a directory");
                 Ok(None)
@@ -490,6 +502,11 @@ where
         while let Some(step) = walk.next() {
             match step {
                 Step::File { path, file, meta } => {
+                    if let (None, UploadTarget::NewDirectory(named)) = (open.last(), target) {
+                        let shown = [named.as_slice(), b"/"].concat();
+                        self.fail_remote(&shown, "Is a directory");
+                        continue;
+                    }
                     let remote = remote_name(target, &open, last_component(&path));
                     self.upload_file(&path, file, &meta, &remote).await?;
                 }
@@ -538,16 +555,17 @@ where
         meta: &Metadata,
     ) -> Result<Option<RemoteDirectory>, SessionError> {
         let times = (clamp_time(meta.atime()), clamp_time(meta.mtime()));
-        self.make_directory_with(remote, meta.mode(), times).await
+        self.make_directory_with(remote, meta.mode(), Some(times))
+            .await
     }
 
+    /// `times` (atime, mtime) go with `-p` where known.
     async fn make_directory_with(
         &mut self,
         remote: &[u8],
         mode: u32,
-        times: (u32, u32),
+        times: Option<(u32, u32)>,
     ) -> Result<Option<RemoteDirectory>, SessionError> {
-        let times = Some(times);
         let preserve = self.options.preserve;
         let finish_preserved = preserve.then(|| Attrs {
             permissions: Some(mode & DIRECTORY_MODE_BITS),
@@ -774,6 +792,9 @@ where
                 let mut ancestors = Vec::new();
                 self.relay_tree(destination, &path, &attrs, remote, &mut ancestors)
                     .await?;
+            } else if let (true, UploadTarget::NewDirectory(named)) = (attrs.is_regular(), target) {
+                let shown = [named.as_slice(), b"/"].concat();
+                destination.fail_remote(&shown, "Is a directory");
             } else if attrs.is_regular() {
                 self.relay_file(destination, &path, &attrs, &remote).await?;
             } else {
@@ -820,8 +841,10 @@ where
             ));
         }
         let mode = attrs.permissions.unwrap_or(0o755);
-        let times = attrs.times.unwrap_or((0, 0));
-        let Some(made) = destination.make_directory_with(&to, mode, times).await? else {
+        let Some(made) = destination
+            .make_directory_with(&to, mode, attrs.times)
+            .await?
+        else {
             return Ok(());
         };
         self.kept_bytes += kept;
@@ -989,6 +1012,9 @@ where
             };
             let data = match self.call(&read).await? {
                 Reply::Data(data) if data.len() <= chunk as usize && !data.is_empty() => data,
+                Reply::Data(data) if data.is_empty() => {
+                    return Err(SessionError::Protocol("server sent empty data".into()));
+                }
                 Reply::Data(_) => {
                     return Err(SessionError::Protocol(
                         "server sent more data than asked".into(),
@@ -1425,7 +1451,7 @@ fn remote_name(target: &UploadTarget, open: &[RemoteDirectory], name: &[u8]) -> 
     match (open.last(), target) {
         (Some(directory), _) => join(&directory.path, name),
         (None, UploadTarget::Directory(directory)) => join(directory, name),
-        (None, UploadTarget::Name(path)) => path.clone(),
+        (None, UploadTarget::Name(path) | UploadTarget::NewDirectory(path)) => path.clone(),
     }
 }
 
