@@ -94,6 +94,14 @@ pub enum UploadTarget {
     NewDirectory(Vec<u8>),
 }
 
+/// A remote source of a download or `-3`.
+struct RemoteSource {
+    path: Vec<u8>,
+    attrs: Attrs,
+    /// The name it is received under.
+    name: Vec<u8>,
+}
+
 /// A remote directory being filled by an upload.
 struct RemoteDirectory {
     path: Vec<u8>,
@@ -113,8 +121,9 @@ pub struct Sftp<'e, R, W> {
     /// Files whose error was reported already.
     failed_files: std::collections::HashSet<u64>,
     files: u64,
-    /// Bytes of listings and paths held by the directories being walked.
-    kept_bytes: usize,
+    /// The remote directories being walked, outermost first: each one's
+    /// real path and the bytes its listing holds.
+    walking: Vec<(Vec<u8>, usize)>,
 }
 
 impl<'e, R, W> Sftp<'e, R, W>
@@ -147,7 +156,7 @@ where
             deferred: std::collections::HashMap::new(),
             failed_files: std::collections::HashSet::new(),
             files: 0,
-            kept_bytes: 0,
+            walking: Vec::new(),
         })
     }
 
@@ -765,40 +774,17 @@ where
         request: &[u8],
         target: &UploadTarget,
     ) -> Result<(), SessionError> {
-        let paths = match self.resolve(request).await? {
-            Ok(paths) => paths,
-            Err(message) => {
-                self.fail(&message);
-                return Ok(());
-            }
-        };
-        for path in paths {
-            let attrs = match self.stat(&path).await? {
-                Ok(attrs) => attrs,
-                Err(why) => {
-                    self.fail_remote(&path, &why);
-                    continue;
-                }
-            };
-            if attrs.is_dir() && !self.options.recursive {
-                self.fail_remote(&path, "not a regular file");
-                continue;
-            }
-            let Some(name) = self.name_of(&path).await? else {
-                continue;
-            };
-            let remote = remote_name(target, &[], &name);
-            if attrs.is_dir() {
-                let mut ancestors = Vec::new();
-                self.relay_tree(destination, &path, &attrs, remote, &mut ancestors)
+        for source in self.sources(request).await? {
+            let remote = remote_name(target, &[], &source.name);
+            if source.attrs.is_dir() {
+                self.relay_tree(destination, &source.path, &source.attrs, remote)
                     .await?;
-            } else if let (true, UploadTarget::NewDirectory(named)) = (attrs.is_regular(), target) {
+            } else if let UploadTarget::NewDirectory(named) = target {
                 let shown = [named.as_slice(), b"/"].concat();
                 destination.fail_remote(&shown, "Is a directory");
-            } else if attrs.is_regular() {
-                self.relay_file(destination, &path, &attrs, &remote).await?;
             } else {
-                self.fail_remote(&path, "not a regular file");
+                self.relay_file(destination, &source.path, &source.attrs, &remote)
+                    .await?;
             }
         }
         Ok(())
@@ -810,85 +796,31 @@ where
         from: &[u8],
         attrs: &Attrs,
         to: Vec<u8>,
-        ancestors: &mut Vec<Vec<u8>>,
     ) -> Result<(), SessionError> {
-        let real = match self.realpath(from).await? {
-            Ok(real) => real,
-            Err(why) => {
-                self.fail_remote(from, &why);
-                return Ok(());
-            }
-        };
-        if ancestors.contains(&real) {
-            self.fail_remote(from, "directory loop (symbolic link to a parent)");
+        let Some(entries) = self.enter_remote(from).await? else {
             return Ok(());
-        }
-        if ancestors.len() >= MAX_DEPTH {
-            self.fail_remote(from, "maximum directory depth exceeded");
-            return Ok(());
-        }
-        let entries = match self.list(from).await? {
-            Ok(entries) => entries,
-            Err(why) => {
-                self.fail_remote(from, &why);
-                return Ok(());
-            }
         };
-        let kept = real.len() + entries.iter().map(|e| e.filename.len() + 16).sum::<usize>();
-        if self.kept_bytes + kept > MAX_LISTING_BYTES {
-            return Err(SessionError::Protocol(
-                "remote tree too large to walk".into(),
-            ));
-        }
         let mode = attrs.permissions.unwrap_or(0o755);
         let Some(made) = destination
             .make_directory_with(&to, mode, attrs.times)
             .await?
         else {
+            self.leave_remote();
             return Ok(());
         };
-        self.kept_bytes += kept;
-        ancestors.push(real);
         for entry in entries {
-            let name = entry.filename;
-            if name == b"." || name == b".." {
+            let Some((name, child, attrs)) = self.walk_entry(from, entry).await? else {
                 continue;
-            }
-            if !paths::is_plain_name(&name) {
-                let message = format!(
-                    "{}: server sent a name that is not one: \"{}\"",
-                    for_terminal(from),
-                    for_terminal(&name)
-                );
-                self.fail(&message);
-                continue;
-            }
-            let child = join(from, &name);
-            let mut attrs = entry.attrs;
-            let is_link = attrs
-                .permissions
-                .is_some_and(|p| p & libc::S_IFMT == libc::S_IFLNK);
-            if is_link || attrs.permissions.is_none() {
-                attrs = match self.stat(&child).await? {
-                    Ok(attrs) => attrs,
-                    Err(why) => {
-                        self.fail_remote(&child, &why);
-                        continue;
-                    }
-                };
-            }
+            };
             let to_child = join(&made.path, &name);
             if attrs.is_dir() {
-                Box::pin(self.relay_tree(destination, &child, &attrs, to_child, ancestors)).await?;
-            } else if attrs.is_regular() {
+                Box::pin(self.relay_tree(destination, &child, &attrs, to_child)).await?;
+            } else {
                 self.relay_file(destination, &child, &attrs, &to_child)
                     .await?;
-            } else {
-                self.fail_remote(&child, "not a regular file");
             }
         }
-        ancestors.pop();
-        self.kept_bytes -= kept;
+        self.leave_remote();
         if let Some(finish) = made.finish {
             let request = Request::Setstat {
                 path: &made.path,
@@ -1065,14 +997,36 @@ where
     /// Downloads what `request` names into `target` (a directory, or the
     /// name a single file takes).
     pub async fn download(&mut self, request: &[u8], target: &Path) -> Result<(), SessionError> {
+        let target_is_directory = std::fs::metadata(target).is_ok_and(|m| m.is_dir());
+        for source in self.sources(request).await? {
+            let local = if target_is_directory {
+                target.join(std::ffi::OsStr::from_bytes(&source.name))
+            } else {
+                target.to_owned()
+            };
+            if source.attrs.is_dir() {
+                self.download_tree(&source.path, &source.attrs, local)
+                    .await?;
+            } else {
+                self.download_file(&source.path, &source.attrs, &local)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The sources `request` names for a download or `-3`: regular files,
+    /// and directories with `-r`, each with the name it is received under.
+    /// What cannot be copied is reported and left out.
+    async fn sources(&mut self, request: &[u8]) -> Result<Vec<RemoteSource>, SessionError> {
         let paths = match self.resolve(request).await? {
             Ok(paths) => paths,
             Err(message) => {
                 self.fail(&message);
-                return Ok(());
+                return Ok(Vec::new());
             }
         };
-        let target_is_directory = std::fs::metadata(target).is_ok_and(|m| m.is_dir());
+        let mut sources = Vec::new();
         for path in paths {
             let attrs = match self.stat(&path).await? {
                 Ok(attrs) => attrs,
@@ -1081,30 +1035,105 @@ where
                     continue;
                 }
             };
-            if attrs.is_dir() && !self.options.recursive {
+            if !(attrs.is_regular() || attrs.is_dir() && self.options.recursive) {
                 self.fail_remote(&path, "not a regular file");
                 continue;
             }
-            let name = match self.name_of(&path).await? {
-                Some(name) => name,
-                None => continue,
-            };
-            let local = if target_is_directory {
-                target.join(std::ffi::OsStr::from_bytes(&name))
-            } else {
-                target.to_owned()
-            };
-            if attrs.is_dir() {
-                let mut ancestors = Vec::new();
-                self.download_tree(&path, &attrs, local, &mut ancestors)
-                    .await?;
-            } else if attrs.is_regular() {
-                self.download_file(&path, &attrs, &local).await?;
-            } else {
-                self.fail_remote(&path, "not a regular file");
+            if let Some(name) = self.name_of(&path).await? {
+                sources.push(RemoteSource { path, attrs, name });
             }
         }
-        Ok(())
+        Ok(sources)
+    }
+
+    /// Starts walking the remote directory `path`: its real path checked
+    /// against the directories being walked (loops, depth), its listing
+    /// counted against one budget for the whole walk. `None` after saying
+    /// why it cannot be walked. [`Sftp::leave_remote`] ends it.
+    async fn enter_remote(
+        &mut self,
+        path: &[u8],
+    ) -> Result<Option<Vec<codec::NameEntry>>, SessionError> {
+        let real = match self.realpath(path).await? {
+            Ok(real) => real,
+            Err(why) => {
+                self.fail_remote(path, &why);
+                return Ok(None);
+            }
+        };
+        if self.walking.iter().any(|(walked, _)| *walked == real) {
+            self.fail_remote(path, "directory loop (symbolic link to a parent)");
+            return Ok(None);
+        }
+        if self.walking.len() >= MAX_DEPTH {
+            self.fail_remote(path, "maximum directory depth exceeded");
+            return Ok(None);
+        }
+        let entries = match self.list(path).await? {
+            Ok(entries) => entries,
+            Err(why) => {
+                self.fail_remote(path, &why);
+                return Ok(None);
+            }
+        };
+        let kept = real.len() + entries.iter().map(|e| e.filename.len() + 16).sum::<usize>();
+        let held: usize = self.walking.iter().map(|(_, kept)| kept).sum();
+        if held + kept > MAX_LISTING_BYTES {
+            return Err(SessionError::Protocol(
+                "remote tree too large to walk".into(),
+            ));
+        }
+        self.walking.push((real, kept));
+        Ok(Some(entries))
+    }
+
+    /// The end of the directory entered last.
+    fn leave_remote(&mut self) {
+        self.walking.pop();
+    }
+
+    /// An entry of a remote directory being walked, checked: its name (a
+    /// name that is not one is reported; `.` and `..` are skipped), the
+    /// path to it, and its attributes with symlinks followed. `None` for
+    /// what is not copied.
+    async fn walk_entry(
+        &mut self,
+        directory: &[u8],
+        entry: codec::NameEntry,
+    ) -> Result<Option<(Vec<u8>, Vec<u8>, Attrs)>, SessionError> {
+        let name = entry.filename;
+        if name == b"." || name == b".." {
+            return Ok(None);
+        }
+        if !paths::is_plain_name(&name) {
+            let message = format!(
+                "{}: server sent a name that is not one: \"{}\"",
+                for_terminal(directory),
+                for_terminal(&name)
+            );
+            self.fail(&message);
+            return Ok(None);
+        }
+        let child = join(directory, &name);
+        let mut attrs = entry.attrs;
+        // READDIR's attributes are the link's own: follow links.
+        let is_link = attrs
+            .permissions
+            .is_some_and(|p| p & libc::S_IFMT == libc::S_IFLNK);
+        if is_link || attrs.permissions.is_none() {
+            attrs = match self.stat(&child).await? {
+                Ok(attrs) => attrs,
+                Err(why) => {
+                    self.fail_remote(&child, &why);
+                    return Ok(None);
+                }
+            };
+        }
+        if !attrs.is_dir() && !attrs.is_regular() {
+            self.fail_remote(&child, "not a regular file");
+            return Ok(None);
+        }
+        Ok(Some((name, child, attrs)))
     }
 
     /// The name a top-level source is received under: its last component,
@@ -1136,29 +1165,9 @@ where
         remote: &[u8],
         attrs: &Attrs,
         local: PathBuf,
-        ancestors: &mut Vec<Vec<u8>>,
     ) -> Result<(), SessionError> {
-        let real = match self.realpath(remote).await? {
-            Ok(real) => real,
-            Err(why) => {
-                self.fail_remote(remote, &why);
-                return Ok(());
-            }
-        };
-        if ancestors.contains(&real) {
-            self.fail_remote(remote, "directory loop (symbolic link to a parent)");
+        let Some(entries) = self.enter_remote(remote).await? else {
             return Ok(());
-        }
-        if ancestors.len() >= MAX_DEPTH {
-            self.fail_remote(remote, "maximum directory depth exceeded");
-            return Ok(());
-        }
-        let entries = match self.list(remote).await? {
-            Ok(entries) => entries,
-            Err(why) => {
-                self.fail_remote(remote, &why);
-                return Ok(());
-            }
         };
         let mode = attrs.permissions.unwrap_or(0o755) & DIRECTORY_MODE_BITS;
         let times = self.times_of(attrs);
@@ -1172,59 +1181,22 @@ where
             Ok(directory) => directory,
             Err(message) => {
                 self.fail(&message);
+                self.leave_remote();
                 return Ok(());
             }
         };
-        // What this level keeps while its subtrees are walked counts
-        // against one budget for the whole walk.
-        let kept = real.len() + entries.iter().map(|e| e.filename.len() + 16).sum::<usize>();
-        if self.kept_bytes + kept > MAX_LISTING_BYTES {
-            return Err(SessionError::Protocol(
-                "remote tree too large to walk".into(),
-            ));
-        }
-        self.kept_bytes += kept;
-        ancestors.push(real);
         for entry in entries {
-            let name = entry.filename;
-            if name == b"." || name == b".." {
+            let Some((name, child, attrs)) = self.walk_entry(remote, entry).await? else {
                 continue;
-            }
-            if !paths::is_plain_name(&name) {
-                let message = format!(
-                    "{}: server sent a name that is not one: \"{}\"",
-                    for_terminal(remote),
-                    for_terminal(&name)
-                );
-                self.fail(&message);
-                continue;
-            }
-            let child = join(remote, &name);
-            let mut attrs = entry.attrs;
-            // READDIR's attributes are the link's own: follow links.
-            let is_link = attrs
-                .permissions
-                .is_some_and(|p| p & libc::S_IFMT == libc::S_IFLNK);
-            if is_link || attrs.permissions.is_none() {
-                attrs = match self.stat(&child).await? {
-                    Ok(attrs) => attrs,
-                    Err(why) => {
-                        self.fail_remote(&child, &why);
-                        continue;
-                    }
-                };
-            }
+            };
             let local_child = directory.path.join(std::ffi::OsStr::from_bytes(&name));
             if attrs.is_dir() {
-                Box::pin(self.download_tree(&child, &attrs, local_child, ancestors)).await?;
-            } else if attrs.is_regular() {
-                self.download_file(&child, &attrs, &local_child).await?;
+                Box::pin(self.download_tree(&child, &attrs, local_child)).await?;
             } else {
-                self.fail_remote(&child, "not a regular file");
+                self.download_file(&child, &attrs, &local_child).await?;
             }
         }
-        ancestors.pop();
-        self.kept_bytes -= kept;
+        self.leave_remote();
         if let Err(message) = directory.finish() {
             self.fail(&message);
         }
