@@ -105,24 +105,9 @@ pub fn known_hosts(data: &[u8]) {
 /// A sink receiving `data` (after a first byte of options) as the source's
 /// stream into a scratch directory: nothing may land outside it.
 pub fn sink(data: &[u8]) {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
     let Some((&options, stream)) = data.split_first() else {
         return;
     };
-    let scratch = std::env::temp_dir().join(format!(
-        "rscp-fuzz-sink-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
-    if std::fs::create_dir(&scratch).is_err() {
-        return;
-    }
-    // The target: an existing directory, or a name to create.
-    let root = scratch.join("target");
-    if options & 4 != 0 && std::fs::create_dir(&root).is_err() {
-        return;
-    }
     let sink_options = SinkOptions {
         recursive: options & 1 != 0,
         preserve: options & 2 != 0,
@@ -131,11 +116,31 @@ pub fn sink(data: &[u8]) {
         filter: (options & 16 != 0).then(|| NameFilter::for_request(b"/remote/*")),
         limit: None,
     };
-    if let Ok(runtime) = tokio::runtime::Builder::new_current_thread().build() {
-        runtime.block_on(async {
-            let sink = Sink::new(stream, tokio::io::sink(), sink_options, &NoEvents);
-            let _ = sink.run(&root).await;
-        });
+    within_scratch(options & 4 != 0, async |root| {
+        let sink = Sink::new(stream, tokio::io::sink(), sink_options, &NoEvents);
+        let _ = sink.run(root).await;
+    });
+}
+
+/// Runs `receive` with a target in a fresh scratch directory (the target
+/// an existing directory if `target_exists`, else a name to create), then
+/// asserts that nothing was written outside the target.
+fn within_scratch(target_exists: bool, receive: impl AsyncFnOnce(&Path)) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let scratch = std::env::temp_dir().join(format!(
+        "rscp-fuzz-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    if std::fs::create_dir(&scratch).is_err() {
+        return;
+    }
+    let root = scratch.join("target");
+    if (!target_exists || std::fs::create_dir(&root).is_ok())
+        && let Ok(runtime) = tokio::runtime::Builder::new_current_thread().build()
+    {
+        runtime.block_on(receive(&root));
     }
     let written = everything_under(&scratch);
     let _ = std::fs::remove_dir_all(&scratch);
@@ -169,23 +174,9 @@ pub fn sftp_codec(data: &[u8]) {
 /// An SFTP download whose server says `data` (after a first byte of
 /// options), into a scratch directory: nothing may land outside it.
 pub fn sftp_download(data: &[u8]) {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
     let Some((&options, stream)) = data.split_first() else {
         return;
     };
-    let scratch = std::env::temp_dir().join(format!(
-        "rscp-fuzz-sftp-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
-    if std::fs::create_dir(&scratch).is_err() {
-        return;
-    }
-    let root = scratch.join("target");
-    if options & 4 != 0 && std::fs::create_dir(&root).is_err() {
-        return;
-    }
     let sftp_options = crate::sftp::SftpOptions {
         recursive: options & 1 != 0,
         preserve: options & 2 != 0,
@@ -195,25 +186,13 @@ pub fn sftp_download(data: &[u8]) {
         umask: 0o022,
     };
     let request: &[u8] = if options & 8 != 0 { b"/r/*" } else { b"/r" };
-    if let Ok(runtime) = tokio::runtime::Builder::new_current_thread().build() {
-        runtime.block_on(async {
-            let started =
-                crate::sftp::Sftp::start(stream, tokio::io::sink(), sftp_options, &NoEvents).await;
-            if let Ok(mut sftp) = started {
-                let _ = sftp.download(request, &root).await;
-            }
-        });
-    }
-    let written = everything_under(&scratch);
-    let _ = std::fs::remove_dir_all(&scratch);
-    for path in written {
-        assert!(
-            path.starts_with(&root),
-            "{} written outside {}",
-            path.display(),
-            root.display()
-        );
-    }
+    within_scratch(options & 4 != 0, async |root| {
+        let started =
+            crate::sftp::Sftp::start(stream, tokio::io::sink(), sftp_options, &NoEvents).await;
+        if let Ok(mut sftp) = started {
+            let _ = sftp.download(request, root).await;
+        }
+    });
 }
 
 /// Every path below `dir`; directories are made readable first (the
