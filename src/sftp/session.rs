@@ -218,11 +218,16 @@ where
         if len < 5 {
             return Err(protocol(format!("received message too short {len}")));
         }
-        let mut packet = BytesMut::zeroed(len);
-        self.reader
-            .read_exact(&mut packet)
-            .await
-            .map_err(|_| SessionError::LostConnection)?;
+        // Read into spare capacity: no pass over the data to zero it first.
+        let mut packet = BytesMut::with_capacity(len);
+        while packet.len() < len {
+            let want = (len - packet.len()) as u64;
+            let read = (&mut self.reader).take(want).read_buf(&mut packet).await;
+            match read {
+                Ok(0) | Err(_) => return Err(SessionError::LostConnection),
+                Ok(_) => {}
+            }
+        }
         Ok(packet.freeze())
     }
 
