@@ -536,3 +536,15 @@ fn data_in_one_byte_pieces_arrives_whole() {
     assert_eq!(outcome.unwrap().errors, 0);
     assert!(fs::read(&target).unwrap() == content);
 }
+
+/// `~user` needs OpenSSH's expand-path extension; a server without it gets
+/// scp's message and nothing is asked for.
+#[test]
+fn tilde_user_without_expand_path_is_refused() {
+    let sandbox = tempfile::tempdir().unwrap();
+    let answer = |asked: &Asked| vec![status(asked.id, 8)];
+    let (outcome, errors) = download(b"~bob/f", &sandbox.path().join("got"), answer);
+    assert_eq!(outcome.unwrap().errors, 1);
+    assert_eq!(errors, ["server expand-path extension is required"]);
+    assert!(!sandbox.path().join("got").exists());
+}
