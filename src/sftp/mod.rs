@@ -427,7 +427,7 @@ where
                 // An empty page is the end too (as OpenSSH's client reads it).
                 Reply::Name(names) if names.is_empty() => break Ok(Ok(entries)),
                 Reply::Name(names) => {
-                    bytes += names.iter().map(|n| n.filename.len() + 16).sum::<usize>();
+                    bytes += memory_of(&names);
                     entries.extend(names);
                     if entries.len() > MAX_ENTRIES || bytes > MAX_LISTING_BYTES {
                         break Err(SessionError::Protocol("directory listing too long".into()));
@@ -1076,7 +1076,7 @@ where
                 return Ok(None);
             }
         };
-        let kept = real.len() + entries.iter().map(|e| e.filename.len() + 16).sum::<usize>();
+        let kept = real.len() + memory_of(&entries);
         let held: usize = self.walking.iter().map(|(_, kept)| kept).sum();
         if held + kept > MAX_LISTING_BYTES {
             return Err(SessionError::Protocol(
@@ -1411,6 +1411,15 @@ where
 /// What passing a file's data on did: bytes passed, why reading stopped
 /// short, why writing did, and the WRITEs still unanswered.
 type Passed = (u64, Option<String>, Option<String>, Vec<u32>);
+
+/// What a listing takes in memory: each entry itself and its name (the
+/// budgets count this, not only the names' bytes).
+fn memory_of(entries: &[codec::NameEntry]) -> usize {
+    entries
+        .iter()
+        .map(|e| std::mem::size_of::<codec::NameEntry>() + e.filename.capacity())
+        .sum()
+}
 
 /// SFTP has no empty path: the login directory is `.`.
 fn nonempty(path: &[u8]) -> &[u8] {
