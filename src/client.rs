@@ -17,12 +17,28 @@ use crate::local::{CHUNK, bytes_per_second, walk};
 use crate::operand::Remote;
 use crate::plan::{self, Destination, ToLocal, ToRemote};
 use crate::report::{self, LocalEnd};
-use crate::scp::{NameFilter, Relay, RelayOptions, Sink, SinkOptions, Source, SourceOptions};
-use crate::sftp::{DEFAULT_REQUESTS, Sftp, SftpOptions, UploadTarget};
+use crate::scp::{
+    NameFilter, Relay, RelayOptions, Sink, SinkOptions, Source, SourceOptions, relay_into,
+};
+use crate::sftp::{DEFAULT_REQUESTS, Sftp, SftpDestination, SftpOptions, UploadTarget};
 use crate::transport::ssh::{Lane, NativeTransport};
 use crate::transport::{Channel, Completion, DirectTransport, ProgramTransport, Start, Transport};
 
 type RemoteSource<'e> = Source<'e, Pin<Box<dyn AsyncRead + Send>>, Pin<Box<dyn DataWrite + Send>>>;
+
+/// One end of `-3`, by the protocol it speaks.
+enum RelayEnd {
+    Scp(Box<Channel>),
+    Sftp(Box<Channel>),
+}
+
+impl RelayEnd {
+    fn channel(self) -> Channel {
+        match self {
+            RelayEnd::Scp(channel) | RelayEnd::Sftp(channel) => *channel,
+        }
+    }
+}
 
 /// What a remote `scp` did first.
 enum ScpRuns {
@@ -236,58 +252,18 @@ impl<'a> Client<'a> {
     }
 
     /// `-3`: both remote ends opened from here, the stream passed through.
+    /// Each end speaks what it can: scp (the default), or SFTP with `-s`
+    /// or where a host cannot run scp.
     async fn relay(&mut self, source: &Remote, target: &Remote) {
-        // A host that cannot run scp takes both ends to SFTP.
-        if self.uses_sftp(source) || self.uses_sftp(target) {
-            return self.relay_sftp(source, target).await;
-        }
-        let from_command = self.remote_command("-f", &source.path);
-        let to_command = self.remote_command("-t", &target.path);
-        let mut from = match self
-            .transport
-            .exec(source, &from_command, self.events)
-            .await
-        {
-            Ok(channel) => channel,
-            Err(message) => return self.fail(&message),
+        let Some(from) = self.relay_origin(source).await else {
+            return;
         };
-        // The origin's go-ahead from here, to see whether it runs scp at
-        // all; the destination's is then only checked by the relay.
-        let _ = async {
-            from.writer.write_all(b"\0").await?;
-            from.writer.flush().await
-        }
-        .await;
-        let from = match self.scp_runs(source, from).await {
-            ScpRuns::Yes(channel) => *channel,
-            ScpRuns::NoScp => return self.relay_sftp(source, target).await,
+        let Some(to) = self.relay_destination(target).await else {
+            return from.channel().completion.terminate().await;
         };
-        // Its own connection: the origin's channel is not read while the
-        // destination's is written (see Lane).
-        let to = self
-            .transport
-            .open(
-                target,
-                Start::Command(&to_command),
-                self.events,
-                Lane::RelayDestination,
-            )
-            .await;
-        let to = match to {
-            Ok(channel) => channel,
-            Err(message) => {
-                from.completion.terminate().await;
-                return self.fail(&message);
-            }
-        };
-        let to = match self.scp_runs(target, to).await {
-            ScpRuns::Yes(channel) => *channel,
-            ScpRuns::NoScp => {
-                from.completion.terminate().await;
-                return self.relay_sftp(source, target).await;
-            }
-        };
-        let options = RelayOptions {
+        let events = self.events;
+        let options = self.sftp_options();
+        let relay_options = RelayOptions {
             recursive: self.invocation.recursive,
             filter: self
                 .invocation
@@ -295,16 +271,147 @@ impl<'a> Client<'a> {
                 .then(|| NameFilter::for_request(source.path.as_bytes())),
             limit: self.limit(),
         };
-        let relay = Relay::new(
-            (from.reader, from.writer),
-            (to.reader, to.writer),
-            options,
-            self.events,
-        )
-        .after_origin_go_ahead();
-        let outcome = relay.run().await;
-        self.conclude(outcome, vec![from.completion, to.completion])
+        let must_be_directory = self.target_must_be_directory;
+        let (from_scp, to_scp) = (
+            matches!(from, RelayEnd::Scp(_)),
+            matches!(to, RelayEnd::Scp(_)),
+        );
+        let (from, to) = (from.channel(), to.channel());
+        let completions = vec![from.completion, to.completion];
+        let (from, to) = ((from.reader, from.writer), (to.reader, to.writer));
+        let outcome = match (from_scp, to_scp) {
+            (true, true) => {
+                let relay = Relay::new(from, to, relay_options, events).after_origin_go_ahead();
+                relay.run().await
+            }
+            (true, false) => {
+                async {
+                    let mut destination = Sftp::start(to.0, to.1, options, events).await?;
+                    let decided = destination
+                        .upload_target(target.path.as_bytes(), must_be_directory)
+                        .await?;
+                    let Some(upload_target) = decided else {
+                        return Err(SessionError::Refused);
+                    };
+                    let mut into = SftpDestination::new(&mut destination, upload_target);
+                    let sent = relay_into(from, &mut into, relay_options, events).await?;
+                    let received = destination.close().await?;
+                    Ok(Summary {
+                        errors: sent.errors + received.errors,
+                    })
+                }
+                .await
+            }
+            (false, true) => {
+                async {
+                    let mut origin = Sftp::start(from.0, from.1, options, events).await?;
+                    let sink_options = SourceOptions {
+                        recursive: options.recursive,
+                        preserve: options.preserve,
+                        limit: None,
+                    };
+                    let mut into = Source::new(to.0, to.1, sink_options, events);
+                    into.start().await?;
+                    origin.relay_into(&mut into, source.path.as_bytes()).await?;
+                    let sent = origin.close().await?;
+                    let received = into.close().await?;
+                    Ok(Summary {
+                        errors: sent.errors + received.errors,
+                    })
+                }
+                .await
+            }
+            (false, false) => {
+                async {
+                    let mut origin = Sftp::start(from.0, from.1, options, events).await?;
+                    let mut destination = Sftp::start(to.0, to.1, options, events).await?;
+                    let decided = destination
+                        .upload_target(target.path.as_bytes(), must_be_directory)
+                        .await?;
+                    if let Some(upload_target) = decided {
+                        let mut into = SftpDestination::new(&mut destination, upload_target);
+                        origin.relay_into(&mut into, source.path.as_bytes()).await?;
+                    }
+                    let sent = origin.close().await?;
+                    let received = destination.close().await?;
+                    Ok(Summary {
+                        errors: sent.errors + received.errors,
+                    })
+                }
+                .await
+            }
+        };
+        self.conclude(outcome, completions).await;
+    }
+
+    /// The origin of `-3`: a remote `scp -f` that has had its go-ahead
+    /// (sent from here, to see whether it runs scp at all), or an SFTP
+    /// channel.
+    async fn relay_origin(&mut self, source: &Remote) -> Option<RelayEnd> {
+        if !self.uses_sftp(source) {
+            let command = self.remote_command("-f", &source.path);
+            let mut from = match self.transport.exec(source, &command, self.events).await {
+                Ok(channel) => channel,
+                Err(message) => {
+                    self.fail(&message);
+                    return None;
+                }
+            };
+            let _ = async {
+                from.writer.write_all(b"\0").await?;
+                from.writer.flush().await
+            }
             .await;
+            if let ScpRuns::Yes(channel) = self.scp_runs(source, from).await {
+                return Some(RelayEnd::Scp(channel));
+            }
+        }
+        let channel = self.open_sftp_channel(source).await?;
+        Some(RelayEnd::Sftp(Box::new(channel)))
+    }
+
+    /// The destination of `-3`, on its own connection: the origin's
+    /// channel is not read while the destination's is written (see Lane).
+    /// A remote `scp -t` (its go-ahead still to come), or an SFTP channel.
+    async fn relay_destination(&mut self, target: &Remote) -> Option<RelayEnd> {
+        if !self.uses_sftp(target) {
+            let command = self.remote_command("-t", &target.path);
+            let opened = self
+                .transport
+                .open(
+                    target,
+                    Start::Command(&command),
+                    self.events,
+                    Lane::RelayDestination,
+                )
+                .await;
+            let to = match opened {
+                Ok(channel) => channel,
+                Err(message) => {
+                    self.fail(&message);
+                    return None;
+                }
+            };
+            if let ScpRuns::Yes(channel) = self.scp_runs(target, to).await {
+                return Some(RelayEnd::Scp(channel));
+            }
+        }
+        let opened = self
+            .transport
+            .open(
+                target,
+                Start::Subsystem("sftp"),
+                self.events,
+                Lane::RelayDestination,
+            )
+            .await;
+        match opened {
+            Ok(channel) => Some(RelayEnd::Sftp(Box::new(channel))),
+            Err(message) => {
+                self.fail(&message);
+                None
+            }
+        }
     }
 
     /// `-R`: the origin host copies to the target itself, with its own scp
@@ -435,54 +542,6 @@ impl<'a> Client<'a> {
             requests: self.invocation.sftp_requests.unwrap_or(DEFAULT_REQUESTS),
             umask: self.umask,
         }
-    }
-
-    /// `-3` in SFTP mode: a session to each end, READs from the origin
-    /// passed on as WRITEs to the destination (its own connection, as in
-    /// legacy mode).
-    async fn relay_sftp(&mut self, source: &Remote, target: &Remote) {
-        let Some(from) = self.open_sftp_channel(source).await else {
-            return;
-        };
-        let opened = self
-            .transport
-            .open(
-                target,
-                Start::Subsystem("sftp"),
-                self.events,
-                Lane::RelayDestination,
-            )
-            .await;
-        let to = match opened {
-            Ok(channel) => channel,
-            Err(message) => {
-                from.completion.terminate().await;
-                return self.fail(&message);
-            }
-        };
-        let options = self.sftp_options();
-        let events = self.events;
-        let must_be_directory = self.target_must_be_directory;
-        let outcome = async {
-            let mut origin = Sftp::start(from.reader, from.writer, options, events).await?;
-            let mut destination = Sftp::start(to.reader, to.writer, options, events).await?;
-            let decided = destination
-                .upload_target(target.path.as_bytes(), must_be_directory)
-                .await?;
-            if let Some(upload_target) = decided {
-                origin
-                    .relay_to(&mut destination, source.path.as_bytes(), &upload_target)
-                    .await?;
-            }
-            let sent = origin.close().await?;
-            let received = destination.close().await?;
-            Ok(Summary {
-                errors: sent.errors + received.errors,
-            })
-        }
-        .await;
-        self.conclude(outcome, vec![from.completion, to.completion])
-            .await;
     }
 
     /// A download over SFTP: one session per remote source.

@@ -7,6 +7,8 @@ use std::pin::Pin;
 use bytes::Bytes;
 use tokio::io::AsyncWrite;
 
+pub use crate::local::receive::Times;
+
 /// Why a session ended early. Per-file problems are not session errors:
 /// they are reported through [`crate::events::Events::error`] and counted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,3 +85,47 @@ impl DataWrite for tokio::process::ChildStdin {}
 impl DataWrite for tokio::io::Stdout {}
 impl DataWrite for tokio::io::Sink {}
 impl<T: AsyncWrite> DataWrite for tokio::io::WriteHalf<T> {}
+
+/// Why a destination refused an entry (already shown to the user), or
+/// `None` when it took it.
+pub type Refusal = Option<String>;
+
+/// The far end of `-3` as its origin sees it, whichever protocol either
+/// end speaks: a tree handed over as directories entered and left, and
+/// files in between. The origin has checked every name before it comes
+/// here; progress and `-l` are the origin's.
+pub(crate) trait Destination {
+    /// A directory `name` inside the current one (at the top: as the
+    /// target says). Refused: its contents are not sent.
+    async fn enter_directory(
+        &mut self,
+        name: &[u8],
+        mode: u32,
+        times: Option<Times>,
+    ) -> Result<Refusal, SessionError>;
+
+    /// The end of the directory entered last (its times and mode set).
+    async fn leave_directory(&mut self) -> Result<Refusal, SessionError>;
+
+    /// A file `name` of `size` bytes (as the origin last saw it).
+    /// Refused: no data follows.
+    async fn begin_file(
+        &mut self,
+        name: &[u8],
+        mode: u32,
+        size: u64,
+        times: Option<Times>,
+    ) -> Result<Refusal, SessionError>;
+
+    /// How many more bytes the current file takes: `Some(0)` once it
+    /// takes no more (its size is reached, or writing it failed); `None`
+    /// for any amount.
+    fn room(&self) -> Option<u64>;
+
+    /// The next bytes of the current file.
+    async fn file_data(&mut self, data: &[u8]) -> Result<(), SessionError>;
+
+    /// The end of the current file: `failure` is why the origin could not
+    /// read it all (already shown).
+    async fn end_file(&mut self, failure: Option<&str>) -> Result<Refusal, SessionError>;
+}

@@ -541,3 +541,132 @@ fn a_target_with_a_trailing_slash_names_a_directory() {
     assert_success(&tree);
     assert_eq!(fs::read(missing.join("b")).unwrap(), b"b");
 }
+
+/// An ssh_config that names two fixture sshds `one` and `two`.
+fn two_hosts(dir: &Path, one: &Sshd, two: &Sshd) -> std::path::PathBuf {
+    let known = dir.join("known_hosts");
+    fs::write(
+        &known,
+        format!("{}\n{}\n", one.known_hosts_line(), two.known_hosts_line()),
+    )
+    .unwrap();
+    let mut config = String::new();
+    for (name, sshd) in [("one", one), ("two", two)] {
+        config += &format!(
+            "Host {name}\n\tHostName 127.0.0.1\n\tPort {}\n\tIdentityFile {}\n",
+            sshd.port,
+            sshd.client_key().display()
+        );
+    }
+    config += &format!(
+        "Host *\n\tIdentitiesOnly yes\n\tUserKnownHostsFile {}\n\tGlobalKnownHostsFile /dev/null\n\tStrictHostKeyChecking yes\n\tBatchMode yes\n\tLogLevel ERROR\n",
+        known.display()
+    );
+    let path = dir.join("ssh_config");
+    fs::write(&path, config).unwrap();
+    path
+}
+
+/// `-3` between a host that has scp but no SFTP server and one that
+/// allows only SFTP: each end speaks what it can, and the copy is the
+/// same whichever way it goes. OpenSSH's scp cannot do it in either mode.
+#[test]
+fn through_this_host_between_an_scp_only_and_an_sftp_only_host() {
+    // Commands run; the sftp subsystem does not.
+    let scp_only = Sshd::start_prepared("ForceCommand @DIR@/scp-only", |dir| {
+        let script = dir.join("scp-only");
+        write(
+            &script,
+            b"#!/bin/sh\ncase \"$SSH_ORIGINAL_COMMAND\" in scp\\ *) exec /bin/sh -c \"$SSH_ORIGINAL_COMMAND\";; esac\nexit 1\n",
+        );
+        chmod(&script, 0o755);
+    });
+    let Some(scp_only) = scp_only else { return };
+    let Some(sftp_only) = Sshd::start_with("ForceCommand internal-sftp") else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let config = two_hosts(work.path(), &scp_only, &sftp_only);
+    let tree = work.path().join("tree");
+    sample_tree(&tree);
+    set_times(tree.join("a.txt"), 1_200_000_000, 1_200_000_100);
+    set_times(tree.join("sub"), 1_100_000_000, 1_100_000_000);
+    let big = pattern(3 * 1024 * 1024 + 17, 11);
+    write(tree.join("big"), &big);
+    let rscp_with = || {
+        let mut command = rscp();
+        command.arg("-F").arg(&config);
+        command
+    };
+    for (from, to) in [("one", "two"), ("two", "one")] {
+        let copy = work.path().join(format!("{from}-{to}"));
+        let out = run(rscp_with()
+            .args(["-3", "-rp", "-v"])
+            .arg(format!("{from}:{}", tree.display()))
+            .arg(format!("{to}:{}", copy.display())));
+        assert_success(&out);
+        let said = stderr(&out);
+        assert_eq!(
+            said.matches("two cannot run scp (the server allows only SFTP): using SFTP")
+                .count(),
+            1,
+            "{from} -> {to}: {said}"
+        );
+        assert_same_tree(&tree, &copy);
+        assert_same_metadata(&tree, &copy, true);
+        assert_eq!(fs::read(copy.join("big")).unwrap(), big);
+
+        // A file onto an existing one, a missing source, and a file into
+        // a directory that is not there: the messages and status of
+        // legacy mode.
+        let file = work.path().join(format!("{from}-{to}.txt"));
+        write(&file, &pattern(100_000, 3));
+        let out = run(rscp_with()
+            .arg("-3")
+            .arg(format!("{from}:{}", tree.join("a.txt").display()))
+            .arg(format!("{to}:{}", file.display())));
+        assert_success(&out);
+        assert_eq!(stderr(&out), "");
+        assert_eq!(fs::read(&file).unwrap(), b"alpha\n");
+
+        let out = run(rscp_with()
+            .arg("-3")
+            .arg(format!("{from}:{}", work.path().join("nope").display()))
+            .arg(format!("{to}:{}", work.path().join("got").display())));
+        assert_exit(&out, 1);
+        assert!(
+            stderr(&out).contains(&format!(
+                "{}: No such file or directory\n",
+                work.path().join("nope").display()
+            )),
+            "{}",
+            stderr(&out)
+        );
+        assert!(!work.path().join("got").exists());
+
+        let out = run(rscp_with()
+            .arg("-3")
+            .arg(format!("{from}:{}", tree.join("a.txt").display()))
+            .arg(format!(
+                "{to}:{}",
+                work.path().join("no/such/dir").display()
+            )));
+        assert_exit(&out, 1);
+        assert!(
+            stderr(&out).contains("No such file or directory"),
+            "{}",
+            stderr(&out)
+        );
+    }
+
+    // OpenSSH: its SFTP mode needs SFTP at both ends, its legacy mode scp.
+    for mode in ["-s", "-O"] {
+        let theirs = run(Command::new("scp")
+            .args([mode, "-3", "-F"])
+            .arg(&config)
+            .arg(format!("one:{}", tree.join("a.txt").display()))
+            .arg(format!("two:{}", work.path().join("theirs").display())));
+        assert_ne!(theirs.status.code(), Some(0), "scp {mode}");
+        assert!(!work.path().join("theirs").exists());
+    }
+}

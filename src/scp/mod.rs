@@ -13,6 +13,7 @@ mod source;
 mod wire;
 
 pub use names::NameFilter;
+pub(crate) use relay::relay_into;
 pub use relay::{Relay, RelayOptions};
 pub use sink::{Sink, SinkOptions};
 pub use source::{Source, SourceOptions};

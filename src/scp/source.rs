@@ -11,7 +11,7 @@ use tokio::io::AsyncRead;
 
 use super::record;
 use super::wire::{Reply, Wire};
-use crate::engine::{DataWrite, SessionError, Summary};
+use crate::engine::{DataWrite, Destination, Refusal, SessionError, Summary, Times};
 use crate::escape::{io_reason, path_for_terminal as shown};
 use crate::events::{Events, FileId};
 use crate::local::walk::{Directory, Step, Walk, last_component};
@@ -38,6 +38,9 @@ pub struct Source<'e, R, W> {
     /// is used again once the writer has let go of it.
     handed_over: VecDeque<Bytes>,
     pacer: Option<Pacer>,
+    /// `-3` into this sink: the bytes the file being passed on still
+    /// needs.
+    relayed_left: u64,
 }
 
 impl<'e, R, W> Source<'e, R, W>
@@ -54,6 +57,7 @@ where
             buffers: [BytesMut::new(), BytesMut::new()],
             handed_over: VecDeque::new(),
             pacer: options.limit.map(Pacer::new),
+            relayed_left: 0,
         }
     }
 
@@ -282,14 +286,21 @@ where
 
     /// `T` record for `meta`; false when the sink refused it.
     async fn send_times(&mut self, meta: &fs::Metadata) -> Result<bool, SessionError> {
-        let line = record::times_line(meta.mtime(), meta.atime());
+        Ok(self
+            .send_times_of(meta.mtime(), meta.atime())
+            .await?
+            .is_none())
+    }
+
+    async fn send_times_of(&mut self, mtime: i64, atime: i64) -> Result<Refusal, SessionError> {
+        let line = record::times_line(mtime, atime);
         if self.events.verbose() {
-            let text = format!("File mtime {} atime {}\n", meta.mtime(), meta.atime());
+            let text = format!("File mtime {mtime} atime {atime}\n");
             self.events.debug(text.as_bytes());
             self.debug(b"Sending file timestamps: ", &line);
         }
         self.send_record(&line).await?;
-        self.expect_ok().await
+        self.expect_answer().await
     }
 
     async fn send_end(&mut self) -> Result<(), SessionError> {
@@ -321,6 +332,11 @@ where
     /// so anything already waiting behind a reply is a second reply to the
     /// same request, which would shift every later one.
     async fn expect_ok(&mut self) -> Result<bool, SessionError> {
+        Ok(self.expect_answer().await?.is_none())
+    }
+
+    /// [`Source::expect_ok`], with the sink's reason when it refused.
+    async fn expect_answer(&mut self) -> Result<Refusal, SessionError> {
         let reply = self.wire.read_reply().await?;
         if let Reply::Error(message) | Reply::Fatal(message) = &reply {
             self.events.peer_message(message);
@@ -332,8 +348,8 @@ where
             ));
         }
         match reply {
-            Reply::Ok => Ok(true),
-            Reply::Error(_) => Ok(false),
+            Reply::Ok => Ok(None),
+            Reply::Error(message) => Ok(Some(String::from_utf8_lossy(&message).into_owned())),
             Reply::Fatal(_) => Err(SessionError::PeerFailed),
         }
     }
@@ -353,6 +369,99 @@ where
             self.events.debug(&text);
         }
     }
+}
+
+/// `-3` from an SFTP origin into a remote `scp -t`: the origin's tree
+/// sent as records, as a local tree would be.
+impl<R, W> Destination for Source<'_, R, W>
+where
+    R: AsyncRead + Unpin,
+    W: DataWrite,
+{
+    async fn enter_directory(
+        &mut self,
+        name: &[u8],
+        mode: u32,
+        times: Option<Times>,
+    ) -> Result<Refusal, SessionError> {
+        if let Some(times) = times
+            && let Some(why) = self
+                .send_times_of(seconds(times.mtime), seconds(times.atime))
+                .await?
+        {
+            return Ok(Some(why));
+        }
+        let line = record::directory_line(mode, name);
+        self.debug(b"Entering directory: ", &line);
+        self.send_record(&line).await?;
+        self.expect_answer().await
+    }
+
+    async fn leave_directory(&mut self) -> Result<Refusal, SessionError> {
+        self.send_record(record::END_LINE).await?;
+        self.expect_answer().await
+    }
+
+    async fn begin_file(
+        &mut self,
+        name: &[u8],
+        mode: u32,
+        size: u64,
+        times: Option<Times>,
+    ) -> Result<Refusal, SessionError> {
+        if let Some(times) = times
+            && let Some(why) = self
+                .send_times_of(seconds(times.mtime), seconds(times.atime))
+                .await?
+        {
+            return Ok(Some(why));
+        }
+        let line = record::file_line(mode, size, name);
+        self.debug(b"Sending file modes: ", &line);
+        self.send_record(&line).await?;
+        let answer = self.expect_answer().await?;
+        self.relayed_left = if answer.is_none() { size } else { 0 };
+        Ok(answer)
+    }
+
+    fn room(&self) -> Option<u64> {
+        Some(self.relayed_left)
+    }
+
+    async fn file_data(&mut self, data: &[u8]) -> Result<(), SessionError> {
+        // The record promised a size: what goes past it is not sent.
+        let take = data
+            .len()
+            .min(usize::try_from(self.relayed_left).unwrap_or(usize::MAX));
+        self.wire.write_data(&data[..take]).await?;
+        self.relayed_left -= take as u64;
+        Ok(())
+    }
+
+    async fn end_file(&mut self, failure: Option<&str>) -> Result<Refusal, SessionError> {
+        // Short of its size: zeros keep the stream in step, and the sink
+        // is told the file is bad.
+        let short = self.relayed_left > 0;
+        let zeros = vec![0u8; CHUNK.min(usize::try_from(self.relayed_left).unwrap_or(CHUNK))];
+        while self.relayed_left > 0 {
+            let len = zeros
+                .len()
+                .min(usize::try_from(self.relayed_left).unwrap_or(CHUNK));
+            self.wire.write_data(&zeros[..len]).await?;
+            self.relayed_left -= len as u64;
+        }
+        match failure {
+            Some(why) => self.wire.send_error(why).await?,
+            None if short => self.wire.send_error("file shrank while being read").await?,
+            None => self.wire.send_ok().await?,
+        }
+        self.expect_answer().await
+    }
+}
+
+/// A time as a `T` record holds it.
+fn seconds(time: u64) -> i64 {
+    i64::try_from(time).unwrap_or(i64::MAX)
 }
 
 fn chunk_len(size: u64, sent: u64) -> usize {
@@ -484,5 +593,37 @@ mod tests {
         let rest = &taken[header.len() + size..];
         assert!(rest.starts_with(b"\x01rscp: "), "{rest:?}");
         assert!(String::from_utf8_lossy(rest).contains("file shrank while being read"));
+    }
+
+    /// `-3` into a remote `scp -t`: the record's size is what is sent,
+    /// whatever the origin's file turned out to hold.
+    #[tokio::test]
+    async fn relayed_files_are_sent_at_the_size_their_record_promised() {
+        let taken = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let writer = TakingWriter {
+            taken: taken.clone(),
+            on_first: None,
+        };
+        let mut source = Source::new(
+            OneAtATime(b"\0\0\0\0\0"),
+            writer,
+            SourceOptions::default(),
+            &crate::events::NoEvents,
+        );
+        source.start().await.unwrap();
+        assert_eq!(source.begin_file(b"short", 0o644, 5, None).await, Ok(None));
+        source.file_data(b"abc").await.unwrap();
+        assert_eq!(source.room(), Some(2));
+        assert_eq!(source.end_file(None).await, Ok(None));
+        assert_eq!(source.begin_file(b"long", 0o600, 2, None).await, Ok(None));
+        source.file_data(b"xyz").await.unwrap();
+        assert_eq!(source.room(), Some(0));
+        assert_eq!(source.end_file(None).await, Ok(None));
+        drop(source);
+        let taken = taken.lock().unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&taken),
+            "C0644 5 short\nabc\0\0\x01rscp: file shrank while being read\nC0600 2 long\nxy\0"
+        );
     }
 }

@@ -11,6 +11,7 @@
 
 pub mod codec;
 mod paths;
+mod relay;
 pub mod session;
 
 use std::fs::{File, Metadata};
@@ -22,7 +23,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::io::AsyncRead;
 
-use crate::engine::{DataWrite, SessionError, Summary};
+use crate::engine::{DataWrite, Destination, SessionError, Summary};
 use crate::escape::for_terminal;
 use crate::events::{Events, FileId};
 use crate::local::receive::{ReceivedDirectory, Receiving, Times};
@@ -31,6 +32,7 @@ use crate::local::{Pacer, blocking};
 use crate::scp::names::Component;
 use codec::{Attrs, Reply, Request};
 pub use paths::join;
+pub use relay::SftpDestination;
 use session::{Session, status_text, unexpected};
 
 /// `-X nrequests` default: requests in flight per file (scp's default).
@@ -255,9 +257,11 @@ where
         self.events.error(message);
     }
 
-    fn fail_remote(&mut self, path: &[u8], why: &str) {
+    /// Reports `path: why`, and returns it.
+    fn fail_remote(&mut self, path: &[u8], why: &str) -> String {
         let message = format!("{}: {why}", for_terminal(path));
         self.fail(&message);
+        message
     }
 
     fn requests_for(&self, len: u32) -> usize {
@@ -521,7 +525,7 @@ where
                 }
                 Step::Directory(directory) => {
                     let remote = remote_name(target, &open, &directory.name());
-                    if let Some(entered) = self.make_directory(&remote, &directory.meta).await? {
+                    if let Ok(entered) = self.make_directory(&remote, &directory.meta).await? {
                         open.push(entered);
                         walk.enter(directory);
                     }
@@ -562,7 +566,7 @@ where
         &mut self,
         remote: &[u8],
         meta: &Metadata,
-    ) -> Result<Option<RemoteDirectory>, SessionError> {
+    ) -> Result<Result<RemoteDirectory, String>, SessionError> {
         let times = (clamp_time(meta.atime()), clamp_time(meta.mtime()));
         self.make_directory_with(remote, meta.mode(), Some(times))
             .await
@@ -574,7 +578,7 @@ where
         remote: &[u8],
         mode: u32,
         times: Option<(u32, u32)>,
-    ) -> Result<Option<RemoteDirectory>, SessionError> {
+    ) -> Result<Result<RemoteDirectory, String>, SessionError> {
         let preserve = self.options.preserve;
         let finish_preserved = preserve.then(|| Attrs {
             permissions: Some(mode & DIRECTORY_MODE_BITS),
@@ -583,15 +587,12 @@ where
         });
         match self.stat(remote).await? {
             Ok(attrs) if attrs.is_dir() => {
-                return Ok(Some(RemoteDirectory {
+                return Ok(Ok(RemoteDirectory {
                     path: remote.to_vec(),
                     finish: finish_preserved,
                 }));
             }
-            Ok(_) => {
-                self.fail_remote(remote, "Not a directory");
-                return Ok(None);
-            }
+            Ok(_) => return Ok(Err(self.fail_remote(remote, "Not a directory"))),
             Err(_) => {}
         }
         let attrs = Attrs {
@@ -603,8 +604,7 @@ where
             attrs: &attrs,
         };
         if let Some(why) = self.status_of(&request).await? {
-            self.fail_remote(remote, &why);
-            return Ok(None);
+            return Ok(Err(self.fail_remote(remote, &why)));
         }
         // Without -p, a new directory keeps the owner bits it was made
         // with only where the original had them.
@@ -614,7 +614,7 @@ where
                 ..Attrs::default()
             })
         });
-        Ok(Some(RemoteDirectory {
+        Ok(Ok(RemoteDirectory {
             path: remote.to_vec(),
             finish,
         }))
@@ -767,81 +767,67 @@ where
     // ---- -3: from this session's server to another's ------------------
 
     /// `-3`: copies what `request` names on this session's server to
-    /// `destination`'s, through this host: READs here, WRITEs there.
-    pub async fn relay_to(
+    /// `destination` (another SFTP server, or a remote `scp -t`) through
+    /// this host.
+    pub(crate) async fn relay_into<D: Destination>(
         &mut self,
-        destination: &mut Sftp<'e, R, W>,
+        destination: &mut D,
         request: &[u8],
-        target: &UploadTarget,
     ) -> Result<(), SessionError> {
         for source in self.sources(request).await? {
-            let remote = remote_name(target, &[], &source.name);
             if source.attrs.is_dir() {
-                self.relay_tree(destination, &source.path, &source.attrs, remote)
+                self.relay_tree(destination, &source.path, &source.attrs, &source.name)
                     .await?;
-            } else if let UploadTarget::NewDirectory(named) = target {
-                let shown = [named.as_slice(), b"/"].concat();
-                destination.fail_remote(&shown, "Is a directory");
             } else {
-                self.relay_file(destination, &source.path, &source.attrs, &remote)
+                self.relay_file(destination, &source.path, &source.attrs, &source.name)
                     .await?;
             }
         }
         Ok(())
     }
 
-    async fn relay_tree(
+    async fn relay_tree<D: Destination>(
         &mut self,
-        destination: &mut Sftp<'e, R, W>,
+        destination: &mut D,
         from: &[u8],
         attrs: &Attrs,
-        to: Vec<u8>,
+        name: &[u8],
     ) -> Result<(), SessionError> {
         let Some(entries) = self.enter_remote(from).await? else {
             return Ok(());
         };
-        let mode = attrs.permissions.unwrap_or(0o755);
-        let Some(made) = destination
-            .make_directory_with(&to, mode, attrs.times)
+        let mode = attrs.permissions.unwrap_or(0o755) & DIRECTORY_MODE_BITS;
+        let times = self.times_of(attrs);
+        if destination
+            .enter_directory(name, mode, times)
             .await?
-        else {
+            .is_some()
+        {
             self.leave_remote();
             return Ok(());
-        };
+        }
         for entry in entries {
             let Some((name, child, attrs)) = self.walk_entry(from, entry).await? else {
                 continue;
             };
-            let to_child = join(&made.path, &name);
             if attrs.is_dir() {
-                Box::pin(self.relay_tree(destination, &child, &attrs, to_child)).await?;
+                Box::pin(self.relay_tree(destination, &child, &attrs, &name)).await?;
             } else {
-                self.relay_file(destination, &child, &attrs, &to_child)
-                    .await?;
+                self.relay_file(destination, &child, &attrs, &name).await?;
             }
         }
         self.leave_remote();
-        if let Some(finish) = made.finish {
-            let request = Request::Setstat {
-                path: &made.path,
-                attrs: &finish,
-            };
-            if let Some(why) = destination.status_of(&request).await? {
-                destination.fail_remote(&made.path, &format!("set attributes: {why}"));
-            }
-        }
+        destination.leave_directory().await?;
         Ok(())
     }
 
-    /// One file: READs here one at a time, each passed on as WRITEs there
-    /// (several in flight); the size (and with `-p` mode and times) set
-    /// there at the end.
-    async fn relay_file(
+    /// One file: READs here one at a time, each passed on as it comes.
+    async fn relay_file<D: Destination>(
         &mut self,
-        destination: &mut Sftp<'e, R, W>,
+        destination: &mut D,
         from: &[u8],
         attrs: &Attrs,
-        to: &[u8],
+        name: &[u8],
     ) -> Result<(), SessionError> {
         let open = Request::Open {
             path: from,
@@ -856,94 +842,55 @@ where
             }
             other => return Err(unexpected(&other)),
         };
-        let mode = attrs.permissions.unwrap_or(0o644);
-        let create = Attrs {
-            permissions: Some(mode & FILE_MODE_BITS),
-            ..Attrs::default()
-        };
-        let open = Request::Open {
-            path: to,
-            flags: codec::OPEN_WRITE | codec::OPEN_CREAT,
-            attrs: &create,
-        };
-        let target = match destination.call(&open).await? {
-            Reply::Handle(handle) => handle,
-            Reply::Status { code, message } => {
-                destination.fail_remote(to, &status_text(code, &message));
-                self.close_handle(&source).await?;
-                return Ok(());
-            }
-            other => return Err(unexpected(&other)),
-        };
         let size = attrs.size.unwrap_or(0);
+        let mode = attrs.permissions.unwrap_or(0o644) & FILE_MODE_BITS;
+        let times = self.times_of(attrs);
+        if destination
+            .begin_file(name, mode, size, times)
+            .await?
+            .is_some()
+        {
+            self.close_handle(&source).await?;
+            return Ok(());
+        }
         let id = FileId::next();
-        self.events
-            .file_started(id, paths::last_component(from), size);
-        let moved = self.pass_data(destination, &source, &target, id).await;
+        self.events.file_started(id, name, size);
+        let moved = self.pass_data(destination, &source, id).await;
         self.events.file_finished(id);
-        let (offset, read_failure, write_failure, unawaited) = moved?;
-        let file_number = destination.next_file();
-        if let Some(why) = read_failure {
-            destination.failed_files.insert(file_number);
-            self.fail_remote(from, &why);
-        } else if let Some(why) = write_failure {
-            destination.failed_files.insert(file_number);
-            destination.fail_remote(to, &why);
+        let failure = moved?;
+        if let Some(why) = &failure {
+            self.fail_remote(from, why);
         }
-        for request in unawaited {
-            destination.defer(request, file_number, to, "").await?;
-        }
-        let mut finish = Attrs {
-            size: Some(offset),
-            ..Attrs::default()
-        };
-        if self.options.preserve {
-            finish.permissions = Some(mode & FILE_MODE_BITS);
-            finish.times = attrs.times;
-        }
-        let request = destination.session.send(&Request::Fsetstat {
-            handle: &target,
-            attrs: &finish,
-        });
-        destination
-            .defer(request, file_number, to, "set attributes")
-            .await?;
-        let request = destination
-            .session
-            .send(&Request::Close { handle: &target });
-        destination.defer(request, file_number, to, "close").await?;
+        destination.end_file(failure.as_deref()).await?;
         if let Some(why) = self.close_handle(&source).await? {
             self.fail_remote(from, &format!("close: {why}"));
         }
         Ok(())
     }
 
-    /// The data of one relayed file: returns how much was passed on, why
-    /// reading or writing stopped short (if either did), and the WRITEs
-    /// unanswered.
-    async fn pass_data(
+    /// The data of one relayed file, until its end or until the
+    /// destination takes no more: why reading stopped short, if it did.
+    async fn pass_data<D: Destination>(
         &mut self,
-        destination: &mut Sftp<'e, R, W>,
+        destination: &mut D,
         source: &[u8],
-        target: &[u8],
         id: FileId,
-    ) -> Result<Passed, SessionError> {
-        let chunk = self
-            .session
-            .read_len
-            .min(destination.session.write_len)
-            .max(1);
-        let most = destination.requests_for(chunk);
-        let mut in_flight: std::collections::VecDeque<u32> = std::collections::VecDeque::new();
+    ) -> Result<Option<String>, SessionError> {
+        let chunk = self.session.read_len.max(1);
         let mut offset = 0u64;
         loop {
+            let len = match destination.room() {
+                Some(0) => return Ok(None),
+                Some(room) => room.min(u64::from(chunk)) as u32,
+                None => chunk,
+            };
             let read = Request::Read {
                 handle: source,
                 offset,
-                len: chunk,
+                len,
             };
             let data = match self.call(&read).await? {
-                Reply::Data(data) if data.len() <= chunk as usize && !data.is_empty() => data,
+                Reply::Data(data) if data.len() <= len as usize && !data.is_empty() => data,
                 Reply::Data(data) if data.is_empty() => {
                     return Err(SessionError::Protocol("server sent empty data".into()));
                 }
@@ -955,41 +902,21 @@ where
                 Reply::Status {
                     code: codec::FX_EOF,
                     ..
-                } => break,
-                Reply::Status { code, message } => {
-                    let unanswered = in_flight.into_iter().collect();
-                    return Ok((offset, Some(status_text(code, &message)), None, unanswered));
+                } => {
+                    // A destination told the size first needs all of it.
+                    let short = destination.room().is_some_and(|room| room > 0);
+                    return Ok(short.then(|| "file shrank while being read".to_owned()));
                 }
+                Reply::Status { code, message } => return Ok(Some(status_text(code, &message))),
                 other => return Err(unexpected(&other)),
             };
-            let len = data.len() as u32;
-            let (request, mut packet) = destination.session.write_packet(target, offset, len);
-            packet.extend_from_slice(&data);
-            destination.session.send_packet(packet.freeze()).await?;
-            in_flight.push_back(request);
-            offset += u64::from(len);
-            self.events.file_progress(id, u64::from(len));
+            destination.file_data(&data).await?;
+            offset += data.len() as u64;
+            self.events.file_progress(id, data.len() as u64);
             if let Some(pacer) = self.pacer.as_mut() {
-                pacer.moved(u64::from(len)).await;
-            }
-            while in_flight.len() >= most {
-                let (answered, reply) = destination.reply().await?;
-                let Some(at) = in_flight.iter().position(|&r| r == answered) else {
-                    return Err(SessionError::Protocol(format!(
-                        "reply to request {answered}, which was not waiting"
-                    )));
-                };
-                in_flight.remove(at);
-                if let Reply::Status { code, message } = reply
-                    && code != codec::FX_OK
-                {
-                    let unanswered = in_flight.into_iter().collect();
-                    let why = status_text(code, &message);
-                    return Ok((offset, None, Some(why), unanswered));
-                }
+                pacer.moved(data.len() as u64).await;
             }
         }
-        Ok((offset, None, None, in_flight.into_iter().collect()))
     }
 
     // ---- downloads ---------------------------------------------------
@@ -1407,10 +1334,6 @@ where
         Ok((written, failure))
     }
 }
-
-/// What passing a file's data on did: bytes passed, why reading stopped
-/// short, why writing did, and the WRITEs still unanswered.
-type Passed = (u64, Option<String>, Option<String>, Vec<u32>);
 
 /// What a listing takes in memory: each entry itself and its name (the
 /// budgets count this, not only the names' bytes).
