@@ -133,6 +133,11 @@ would read it (quotes, braces, globs, ~); a word that needs the remote
 shell ($VAR, backticks, ;) is refused; several sources into a missing
 directory fail as in legacy mode; remote symlinks under -r are followed
 and -l is honoured.
+.IP \(bu 2
+A host that cannot run scp at all (no scp on its PATH, or an account that
+allows only SFTP) is reached over SFTP, in the default mode too; with -3
+each end speaks what its host can, so an scp-only host and an SFTP-only
+host can be copied between.
 .SH SEE ALSO
 scp(1), ssh(1), ssh_config(5), sshd(8)
 "#;
