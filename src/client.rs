@@ -26,6 +26,11 @@ use crate::transport::{Channel, Completion, DirectTransport, ProgramTransport, S
 
 type RemoteSource<'e> = Source<'e, Pin<Box<dyn AsyncRead + Send>>, Pin<Box<dyn DataWrite + Send>>>;
 
+/// Replies a download's sink sends ahead of the requests they answer: the
+/// remote `scp -f` then does not wait a round trip for each record, and
+/// the `\0`s waiting stay a few bytes.
+const REPLIES_AHEAD: usize = 64;
+
 /// One end of `-3`, by the protocol it speaks.
 enum RelayEnd {
     Scp(Box<Channel>),
@@ -611,6 +616,7 @@ impl<'a> Client<'a> {
                 .strict_filenames
                 .then(|| NameFilter::for_request(source.path.as_bytes())),
             limit: self.limit(),
+            replies_ahead: REPLIES_AHEAD,
         };
         let sink = Sink::new(channel.reader, channel.writer, options, self.events).after_go_ahead();
         let outcome = sink.run(target).await;
@@ -721,6 +727,7 @@ impl<'a> Client<'a> {
                 filter: None,
                 // Paced once, at the sending end.
                 limit: None,
+                replies_ahead: 0,
             },
             &receiving,
         );

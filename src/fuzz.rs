@@ -115,6 +115,7 @@ pub fn sink(data: &[u8]) {
         umask: 0o022,
         filter: (options & 16 != 0).then(|| NameFilter::for_request(b"/remote/*")),
         limit: None,
+        replies_ahead: if options & 32 != 0 { 64 } else { 0 },
     };
     within_scratch(options & 4 != 0, async |root| {
         let sink = Sink::new(stream, tokio::io::sink(), sink_options, &NoEvents);

@@ -25,6 +25,8 @@ pub async fn run(invocation: &Invocation, events: &dyn Events, umask: u32) -> bo
                 umask,
                 filter: None,
                 limit: None,
+                // The client hears of each refusal, as from scp.
+                replies_ahead: 0,
             };
             let sink = Sink::new(stdin, stdout, options, events);
             matches!(sink.run(Path::new(target)).await, Ok(summary) if summary.errors == 0)

@@ -87,6 +87,7 @@ fn options(recursive: bool, preserve: bool) -> SinkOptions {
         umask: 0o022,
         filter: None,
         limit: None,
+        replies_ahead: 0,
     }
 }
 
@@ -362,47 +363,37 @@ fn source_against(
     })
 }
 
+/// A sink may answer ahead (rscp's own does, so that a download does not
+/// wait a round trip per request): the `\0`s waiting answer what comes
+/// next, in order, and a refusal among them still counts.
 #[test]
-fn a_sink_that_replies_twice_is_caught() {
+fn a_sink_that_answers_ahead_is_answered_in_order() {
     use Step::*;
     let work = tempfile::tempdir().unwrap();
     write(work.path().join("a"), b"aa");
     write(work.path().join("b"), b"bb");
     let (a, b) = (work.path().join("a"), work.path().join("b"));
-
-    // Two replies to the C record.
     let events = Captured::default();
-    let script = vec![
-        Say(b"\0"),
-        Line,
-        Say(b"\0\0"),
-        Bytes(3),
-        Say(b"\0"),
-        Line,
-        Say(b"\0"),
-        Bytes(3),
-        Say(b"\0"),
-    ];
+
+    // The go-ahead and every answer at once.
+    let script = vec![Say(b"\0\0\0\0\0"), Line, Bytes(3), Line, Bytes(3)];
     let outcome = source_against(script, false, &[a.clone(), b.clone()], &events);
-    assert_eq!(
-        outcome,
-        protocol_error("more than one reply to one request")
-    );
+    assert_eq!(outcome, Ok(Summary { errors: 0 }));
 
-    // Two replies after the data.
-    let script = vec![Say(b"\0"), Line, Say(b"\0"), Bytes(3), Say(b"\0\0")];
+    // Answers ahead, then a refusal of the first file's data: counted,
+    // and the second file still goes.
+    let script = vec![
+        Say(b"\0\0\x01disk full\n"),
+        Line,
+        Bytes(3),
+        Say(b"\0"),
+        Line,
+        Say(b"\0"),
+        Bytes(3),
+    ];
     let outcome = source_against(script, false, &[a.clone(), b], &events);
-    assert_eq!(
-        outcome,
-        protocol_error("more than one reply to one request")
-    );
-
-    // Two replies to the go-ahead.
-    let outcome = source_against(vec![Say(b"\0\0")], false, std::slice::from_ref(&a), &events);
-    assert_eq!(
-        outcome,
-        protocol_error("more than one reply to one request")
-    );
+    assert_eq!(outcome, Ok(Summary { errors: 1 }));
+    assert_eq!(events.peer().last().map(String::as_str), Some("disk full"));
 
     // Well-behaved, for contrast.
     let script = vec![Say(b"\0"), Line, Say(b"\0"), Bytes(3), Say(b"\0")];
@@ -722,30 +713,34 @@ fn hostile_names_through_the_binary_exit_1_with_nothing_outside() {
 
 /// `rscp -f` as a server ends a broken session by telling its peer why
 /// (its stderr is not the user's to read).
+/// `rscp -f` takes answers sent ahead (as rscp's own downloads send them)
+/// in order, and a refusal among them still fails it.
 #[test]
-fn a_server_source_tells_its_peer_why_it_stops() {
+fn a_server_source_takes_answers_sent_ahead() {
     use std::io::Write;
     let work = tempfile::tempdir().unwrap();
     write(work.path().join("f"), b"hello");
-    let mut child = rscp()
-        .arg("-f")
-        .arg(work.path().join("f"))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // The go-ahead and a second byte with it: a reply to nothing.
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(b"\0\0").unwrap();
-    drop(stdin);
-    let out = child.wait_with_output().unwrap();
-    assert_exit(&out, 1);
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "\x02rscp: protocol error: more than one reply to one request\n"
-    );
-    assert_eq!(stderr(&out), "");
+    for (answers, status, sent) in [
+        (&b"\0\0\0\0\0\0"[..], 0, &b"C0644 5 f\nhello\0"[..]),
+        (b"\0\0\x01no room\n", 1, b"C0644 5 f\nhello\0"),
+        // A complaint before the record it would answer went out: unasked.
+        (b"\0\x01no room\n", 1, b""),
+    ] {
+        let mut child = rscp()
+            .arg("-f")
+            .arg(work.path().join("f"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(answers).unwrap();
+        drop(stdin);
+        let out = child.wait_with_output().unwrap();
+        assert_exit(&out, status);
+        assert_eq!(out.stdout, sent, "{}", String::from_utf8_lossy(&out.stdout));
+    }
 }
 
 /// Requests that only the remote shell can fully evaluate, or that name a
@@ -813,4 +808,54 @@ fn unrequested_names_are_refused_whatever_the_request_holds() {
         .arg(&target));
     assert_success(&out);
     assert_eq!(fs::read(target.join(".bashrc")).unwrap(), b"hello");
+}
+
+/// A sink that answers ahead (rscp's downloads) cannot refuse what it
+/// answered already: what cannot be written is reported here and its data
+/// (a directory's whole contents) read and dropped, and the rest of the
+/// stream still lands; a name that is not one still ends the session.
+#[test]
+fn a_sink_answering_ahead_drops_what_it_cannot_write() {
+    let sandbox = Sandbox::new();
+    let target = sandbox.target();
+    write(target.join("d"), b"a file where a directory comes");
+    fs::create_dir(target.join("g")).unwrap();
+    let events = Captured::default();
+    let mut ahead = options(true, false);
+    ahead.replies_ahead = 8;
+    let stream = b"D0755 0 d\nC0644 5 x\nhello\0D0755 0 deeper\nC0644 1 y\ny\0E\nE\n\
+        C0644 2 g\nhi\0C0644 3 f\nabc\0";
+    let (outcome, replies) = sink_against(stream, &target, ahead.clone(), &events);
+    assert_eq!(outcome, Ok(Summary { errors: 2 }));
+    assert_eq!(events.errors().len(), 2, "{:?}", events.errors());
+    assert!(events.errors()[0].contains("/d"), "{:?}", events.errors());
+    assert!(events.errors()[1].contains("/g"), "{:?}", events.errors());
+    // Only `\0`s, a few at a time: none of the refusals could be sent.
+    assert!(replies.iter().all(|&b| b == 0), "{replies:?}");
+    assert!(
+        replies.len() >= 14 && replies.len() <= 14 + 8,
+        "{}",
+        replies.len()
+    );
+    assert_eq!(fs::read(target.join("f")).unwrap(), b"abc");
+    assert_eq!(
+        fs::read(target.join("d")).unwrap(),
+        b"a file where a directory comes"
+    );
+    assert!(target.join("g").is_dir());
+    assert_eq!(listing(&target).len(), 3, "{:?}", listing(&target));
+    sandbox.assert_nothing_outside();
+
+    for evil in [
+        &b"C0644 5 ../evil\nhello\0"[..],
+        b"D0755 0 d\nC0644 1 ../../x\nx\0E\n",
+    ] {
+        let events = Captured::default();
+        let (outcome, _) = sink_against(evil, &target, ahead.clone(), &events);
+        assert!(
+            matches!(outcome, Err(SessionError::Protocol(_))),
+            "{outcome:?}"
+        );
+        sandbox.assert_nothing_outside();
+    }
 }

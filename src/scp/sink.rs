@@ -30,6 +30,9 @@ pub struct SinkOptions {
     pub filter: Option<NameFilter>,
     /// `-l`, in bytes per second.
     pub limit: Option<u64>,
+    /// How many replies may be sent ahead of the requests they answer, so
+    /// that the source need not wait a round trip for each (0: none).
+    pub replies_ahead: usize,
 }
 
 pub struct Sink<'e, R, W> {
@@ -43,6 +46,12 @@ pub struct Sink<'e, R, W> {
     /// The first `\0` went out already (the client sends it itself to see
     /// whether the remote scp runs at all).
     go_ahead_sent: bool,
+    /// `\0`s sent for requests still to come (see `replies_ahead`).
+    ahead: usize,
+    /// Inside a directory that could not be made but whose contents come
+    /// anyway (it was answered ahead): how deep; its contents are read and
+    /// dropped.
+    dropping: usize,
 }
 
 impl<'e, R, W> Sink<'e, R, W>
@@ -59,6 +68,8 @@ where
             pacer: options.limit.map(Pacer::new),
             options,
             go_ahead_sent: false,
+            ahead: 0,
+            dropping: 0,
         }
     }
 
@@ -110,10 +121,15 @@ where
         let mut pending_times: Option<Option<Times>> = None;
         let mut first = true;
         loop {
+            self.top_up().await?;
             let record = match self.wire.next_record(first, self.events, b"Sink: ").await? {
                 // The end of the stream is only an orderly end between
                 // top-level records.
-                Incoming::End if open_directories.is_empty() && pending_times.is_none() => {
+                Incoming::End
+                    if open_directories.is_empty()
+                        && self.dropping == 0
+                        && pending_times.is_none() =>
+                {
                     return Ok(());
                 }
                 Incoming::End => return Err(SessionError::LostConnection),
@@ -128,7 +144,11 @@ where
             match record {
                 Record::Times(times) => {
                     pending_times = Some(times);
-                    self.wire.send_ok().await?;
+                    self.answer(None).await?;
+                }
+                Record::End if self.dropping > 0 => {
+                    self.dropping -= 1;
+                    self.answer(None).await?;
                 }
                 Record::End => {
                     let Some(directory) = open_directories.pop() else {
@@ -136,15 +156,18 @@ where
                             "end of directory outside a directory".into(),
                         ));
                     };
-                    match directory.finish() {
-                        Ok(()) => self.wire.send_ok().await?,
-                        Err(message) => self.reject(&message).await?,
-                    }
+                    let finished = directory.finish().err();
+                    self.answer(finished.as_deref()).await?;
                 }
                 Record::File { mode, size, name } => {
                     self.check_requested(&open_directories, &name, false)?;
-                    let path = destination(target, target_is_directory, &open_directories, &name);
                     let times = pending_times.take().flatten();
+                    if self.dropping > 0 {
+                        self.answer(None).await?;
+                        self.drop_data(size).await?;
+                        continue;
+                    }
+                    let path = destination(target, target_is_directory, &open_directories, &name);
                     self.receive_file(&path, mode, size, &name, times).await?;
                 }
                 Record::Directory { mode, name } => {
@@ -154,8 +177,13 @@ where
                         ));
                     }
                     self.check_requested(&open_directories, &name, true)?;
-                    let path = destination(target, target_is_directory, &open_directories, &name);
                     let times = pending_times.take().flatten();
+                    if self.dropping > 0 {
+                        self.dropping += 1;
+                        self.answer(None).await?;
+                        continue;
+                    }
+                    let path = destination(target, target_is_directory, &open_directories, &name);
                     let entered = ReceivedDirectory::enter(
                         path,
                         mode,
@@ -165,12 +193,86 @@ where
                     );
                     match entered {
                         Ok(directory) => {
-                            self.wire.send_ok().await?;
+                            self.answer(None).await?;
                             open_directories.push(directory);
                         }
-                        Err(message) => self.reject(&message).await?,
+                        Err(message) => {
+                            if self.answer(Some(&message)).await? {
+                                self.dropping = 1;
+                            }
+                        }
                     }
                 }
+            }
+        }
+    }
+
+    /// Sends `\0`s ahead, up to `replies_ahead`, when fewer than half are
+    /// left (one write for many).
+    async fn top_up(&mut self) -> Result<(), SessionError> {
+        let most = self.options.replies_ahead;
+        if most > 0 && self.ahead <= most / 2 {
+            self.wire.send(&vec![0; most - self.ahead]).await?;
+            self.ahead = most;
+        }
+        Ok(())
+    }
+
+    /// Answers a request: `\0`, or why it was refused (shown here, and
+    /// counted). A request answered ahead had its `\0` already: the source
+    /// goes on as if it was accepted. True when what the request announced
+    /// (a file's data, a directory's contents) still comes.
+    async fn answer(&mut self, refusal: Option<&str>) -> Result<bool, SessionError> {
+        if self.ahead > 0 {
+            self.ahead -= 1;
+            if let Some(message) = refusal {
+                self.errors += 1;
+                self.events.error(message);
+            }
+            return Ok(true);
+        }
+        match refusal {
+            None => self.wire.send_ok().await?,
+            Some(message) => self.reject(message).await?,
+        }
+        Ok(refusal.is_none())
+    }
+
+    /// A file's data that has nowhere to go, read to stay in step, and the
+    /// source's status byte after it (answered).
+    async fn drop_data(&mut self, size: u64) -> Result<(), SessionError> {
+        let mut buf = self.buffers.pop().unwrap_or_else(Receiving::fresh_buffer);
+        let mut left = size;
+        let read = async {
+            while left > 0 {
+                let len = left.min(buf.len() as u64) as usize;
+                self.wire.read_data(&mut buf[..len]).await?;
+                left -= len as u64;
+            }
+            Ok::<(), SessionError>(())
+        }
+        .await;
+        self.buffers.push(buf);
+        read?;
+        self.source_status().await?;
+        self.answer(None).await?;
+        Ok(())
+    }
+
+    /// The source's status byte after a file's data: `\0`, or why its data
+    /// is bad (shown and counted).
+    async fn source_status(&mut self) -> Result<(), SessionError> {
+        match self.wire.read_reply().await? {
+            Reply::Ok => Ok(()),
+            Reply::Error(message) => {
+                self.events.peer_message(&message);
+                self.errors += 1;
+                Ok(())
+            }
+            Reply::Fatal(message) => {
+                self.events.peer_message(&message);
+                self.errors += 1;
+                Err(SessionError::PeerFailed)
             }
         }
     }
@@ -200,9 +302,14 @@ where
     ) -> Result<(), SessionError> {
         let mut file = match Receiving::open(path, mode, size) {
             Ok(file) => file,
-            Err(message) => return self.reject(&message).await,
+            Err(message) => {
+                if self.answer(Some(&message)).await? {
+                    self.drop_data(size).await?;
+                }
+                return Ok(());
+            }
         };
-        self.wire.send_ok().await?;
+        self.answer(None).await?;
 
         let id = FileId::next();
         self.events.file_started(id, name, size);
@@ -223,19 +330,7 @@ where
         {
             problem.get_or_insert(message);
         }
-        // The source's status byte: `\0`, or why its data is bad.
-        match self.wire.read_reply().await? {
-            Reply::Ok => {}
-            Reply::Error(message) => {
-                self.events.peer_message(&message);
-                self.errors += 1;
-            }
-            Reply::Fatal(message) => {
-                self.events.peer_message(&message);
-                self.errors += 1;
-                return Err(SessionError::PeerFailed);
-            }
-        }
+        self.source_status().await?;
         if let Some(times) = times
             && !file.write_failed()
             && let Err(message) = file.set_times(times)
@@ -243,10 +338,8 @@ where
             problem.get_or_insert(message);
         }
         drop(file);
-        match problem {
-            Some(message) => self.reject(&message).await,
-            None => self.wire.send_ok().await,
-        }
+        self.answer(problem.as_deref()).await?;
+        Ok(())
     }
 
     /// Reads `size` bytes of data into `file`, one chunk on the disk while

@@ -309,14 +309,13 @@ where
         Ok(())
     }
 
-    /// Sends a record, first making sure the sink has not sent anything
-    /// unasked (a second reply to the last request would desynchronise us).
+    /// Sends a record, first making sure the sink has not complained
+    /// unasked. (`\0`s waiting are answers sent ahead, which a sink may do
+    /// so that we need not wait for each: they answer what comes next.)
     async fn send_record(&mut self, line: &[u8]) -> Result<(), SessionError> {
-        if self.wire.has_unread() {
+        if self.wire.peek().is_some_and(|byte| byte != 0) {
             return match self.wire.read_reply().await? {
-                Reply::Ok => Err(SessionError::Protocol(
-                    "more than one reply to one request".into(),
-                )),
+                Reply::Ok => Err(SessionError::Protocol("unexpected reply".into())),
                 Reply::Error(message) | Reply::Fatal(message) => {
                     self.events.peer_message(&message);
                     self.errors += 1;
@@ -328,9 +327,7 @@ where
     }
 
     /// Reads a reply: true for `\0`; false (after showing the message) for
-    /// an error that ends this file only. The sink speaks only when asked,
-    /// so anything already waiting behind a reply is a second reply to the
-    /// same request, which would shift every later one.
+    /// an error that ends this file only.
     async fn expect_ok(&mut self) -> Result<bool, SessionError> {
         Ok(self.expect_answer().await?.is_none())
     }
@@ -341,11 +338,6 @@ where
         if let Reply::Error(message) | Reply::Fatal(message) = &reply {
             self.events.peer_message(message);
             self.errors += 1;
-        }
-        if self.wire.has_unread() {
-            return Err(SessionError::Protocol(
-                "more than one reply to one request".into(),
-            ));
         }
         match reply {
             Reply::Ok => Ok(None),

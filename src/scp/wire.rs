@@ -50,9 +50,9 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Wire<R, W> {
         }
     }
 
-    /// Whether the peer has sent bytes we have not read yet.
-    pub fn has_unread(&self) -> bool {
-        !self.reader.buffer().is_empty()
+    /// The next byte, if one has been read in already.
+    pub fn peek(&self) -> Option<u8> {
+        self.reader.buffer().first().copied()
     }
 
     /// Reads one line, without its newline. `None` at end of stream before
@@ -231,6 +231,8 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Wire<R, W> {
             .take(MAX_LINE as u64)
             .read_to_end(&mut rest)
             .await;
+        // `\0`s a sink sent ahead for requests that never came.
+        let rest = &rest[rest.iter().take_while(|&&b| b == 0).count()..];
         if rest.is_empty() {
             return Ok(None);
         }
