@@ -295,6 +295,7 @@ impl<'a> Client<'a> {
                     let decided = destination
                         .upload_target(target.path.as_bytes(), must_be_directory)
                         .await?;
+                    // The origin is sending already: it is cut short.
                     let Some(upload_target) = decided else {
                         return Err(SessionError::Refused);
                     };

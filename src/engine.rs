@@ -93,8 +93,10 @@ pub type Refusal = Option<String>;
 /// The far end of `-3` as its origin sees it, whichever protocol either
 /// end speaks: a tree handed over as directories entered and left, and
 /// files in between. The origin has checked every name before it comes
-/// here; progress and `-l` are the origin's.
-pub(crate) trait Destination {
+/// here; progress and `-l` are the origin's. (Used by rscp's own engines
+/// only, so the futures' Send-ness needs no bound.)
+#[allow(async_fn_in_trait)]
+pub trait Destination {
     /// A directory `name` inside the current one (at the top: as the
     /// target says). Refused: its contents are not sent.
     async fn enter_directory(
@@ -116,6 +118,12 @@ pub(crate) trait Destination {
         size: u64,
         times: Option<Times>,
     ) -> Result<Refusal, SessionError>;
+
+    /// Whether a file's size must be known before its data (a remote
+    /// `scp -t` is told it first).
+    fn needs_size(&self) -> bool {
+        false
+    }
 
     /// How many more bytes the current file takes: `Some(0)` once it
     /// takes no more (its size is reached, or writing it failed); `None`

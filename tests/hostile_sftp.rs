@@ -548,3 +548,119 @@ fn tilde_user_without_expand_path_is_refused() {
     assert_eq!(errors, ["server expand-path extension is required"]);
     assert!(!sandbox.path().join("got").exists());
 }
+
+/// `-3` from a hostile SFTP origin into a remote `scp -t` (played here):
+/// returns the outcome, what the origin's engine reported, and every byte
+/// the scp sink was sent.
+fn relay_to_scp(
+    answer: impl FnMut(&Asked) -> Vec<Vec<u8>> + Send + 'static,
+) -> (Result<Summary, SessionError>, Vec<String>, Vec<u8>) {
+    use rscp::scp::{Source, SourceOptions};
+    let events = Captured::default();
+    let (outcome, sent) = common::runtime().block_on(async {
+        let (client, server) = tokio::io::duplex(1 << 20);
+        let serving = tokio::spawn(serve(server, answer));
+        let (ours, theirs) = tokio::io::duplex(1 << 20);
+        let sink = tokio::spawn(async move {
+            let (mut read, mut write) = tokio::io::split(theirs);
+            // The go-ahead, and a yes to everything.
+            let _ = write.write_all(&[0; 16]).await;
+            let mut sent = Vec::new();
+            let _ = read.read_to_end(&mut sent).await;
+            sent
+        });
+        let (reader, writer) = tokio::io::split(client);
+        let (sink_reader, sink_writer) = tokio::io::split(ours);
+        let run = async {
+            let mut origin = Sftp::start(reader, writer, options(), &events).await?;
+            let mut scp = Source::new(sink_reader, sink_writer, SourceOptions::default(), &events);
+            scp.start().await?;
+            origin.relay_into(&mut scp, b"/f").await?;
+            let sent = origin.close().await?;
+            let received = scp.close().await?;
+            Ok(Summary {
+                errors: sent.errors + received.errors,
+            })
+        };
+        let outcome = tokio::time::timeout(Duration::from_secs(10), run)
+            .await
+            .expect("the relay hung");
+        serving.abort();
+        (outcome, sink.await.unwrap())
+    });
+    let errors = events.errors.lock().unwrap().clone();
+    (outcome, errors, sent)
+}
+
+/// A file the server says is 1 TiB that ends after 5 bytes: no terabyte
+/// of zeros to the destination, a protocol error. A shortfall that could be
+/// a file that shrank is padded, and the sink told the file is bad.
+#[test]
+fn a_relayed_file_shorter_than_its_stated_size_is_not_padded_without_end() {
+    for (size, refused) in [(1u64 << 40, true), (4096, false)] {
+        let mut reads = 0;
+        let (outcome, errors, sent) = relay_to_scp(move |asked| match asked.kind {
+            17 | 7 => vec![attrs_reply(asked.id, FILE, size)],
+            3 => vec![handle(asked.id, b"h")],
+            5 => {
+                reads += 1;
+                if reads == 1 {
+                    vec![data(asked.id, b"hello")]
+                } else {
+                    vec![status(asked.id, 1)]
+                }
+            }
+            4 => vec![status(asked.id, 0)],
+            _ => vec![status(asked.id, 8)],
+        });
+        let header = format!("C0644 {size} f\nhello");
+        assert!(sent.starts_with(header.as_bytes()), "{:?}", &sent[..20]);
+        if refused {
+            let text = outcome.unwrap_err().to_string();
+            assert!(text.contains("short of its size"), "{text}");
+            assert!(sent.len() < 100, "{} bytes sent", sent.len());
+        } else {
+            assert_eq!(outcome, Ok(Summary { errors: 1 }));
+            assert_eq!(errors, ["/f: file shrank while being read"]);
+            assert_eq!(
+                sent.len(),
+                header.len() + 4091 + "\x01rscp: file shrank while being read\n".len()
+            );
+        }
+    }
+}
+
+/// A server that leaves the size out: asked with FSTAT; still unknown, the
+/// file is refused by name rather than announced as empty.
+#[test]
+fn a_relayed_file_without_a_size_is_asked_for_it_or_refused() {
+    let no_size = [&u32be(0x4)[..], &u32be(FILE)].concat();
+    for fstat_knows in [true, false] {
+        let no_size = no_size.clone();
+        let mut reads = 0;
+        let (outcome, errors, sent) = relay_to_scp(move |asked| match asked.kind {
+            17 | 7 => vec![packet(105, asked.id, &no_size)],
+            8 if fstat_knows => vec![attrs_reply(asked.id, FILE, 5)],
+            8 => vec![packet(105, asked.id, &no_size)],
+            3 => vec![handle(asked.id, b"h")],
+            5 => {
+                reads += 1;
+                if reads == 1 {
+                    vec![data(asked.id, b"hello")]
+                } else {
+                    vec![status(asked.id, 1)]
+                }
+            }
+            4 => vec![status(asked.id, 0)],
+            _ => vec![status(asked.id, 8)],
+        });
+        if fstat_knows {
+            assert_eq!(outcome, Ok(Summary { errors: 0 }));
+            assert_eq!(sent, b"C0644 5 f\nhello\0");
+        } else {
+            assert_eq!(outcome, Ok(Summary { errors: 1 }));
+            assert_eq!(errors, ["/f: the server does not tell its size"]);
+            assert_eq!(sent, b"");
+        }
+    }
+}

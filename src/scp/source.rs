@@ -416,6 +416,10 @@ where
         Ok(answer)
     }
 
+    fn needs_size(&self) -> bool {
+        true
+    }
+
     fn room(&self) -> Option<u64> {
         Some(self.relayed_left)
     }
@@ -432,7 +436,14 @@ where
 
     async fn end_file(&mut self, failure: Option<&str>) -> Result<Refusal, SessionError> {
         // Short of its size: zeros keep the stream in step, and the sink
-        // is told the file is bad.
+        // is told the file is bad. Not many: the size came from a server,
+        // which must not have rscp write zeros without end.
+        if self.relayed_left > MAX_PADDING {
+            return Err(SessionError::Protocol(format!(
+                "the origin's file ended {} bytes short of its size",
+                self.relayed_left
+            )));
+        }
         let short = self.relayed_left > 0;
         let zeros = vec![0u8; CHUNK.min(usize::try_from(self.relayed_left).unwrap_or(CHUNK))];
         while self.relayed_left > 0 {
@@ -450,6 +461,9 @@ where
         self.expect_answer().await
     }
 }
+
+/// The most zeros sent for a relayed file that came up short.
+const MAX_PADDING: u64 = 64 * 1024 * 1024;
 
 /// A time as a `T` record holds it.
 fn seconds(time: u64) -> i64 {

@@ -743,25 +743,35 @@ where
             if sent_all || in_flight.is_empty() {
                 break;
             }
-            let (answered, reply) = self.reply().await?;
-            let Some(at) = in_flight.iter().position(|&r| r == answered) else {
-                return Err(SessionError::Protocol(format!(
-                    "reply to request {answered}, which was not waiting"
-                )));
-            };
-            in_flight.remove(at);
-            match reply {
-                Reply::Status {
-                    code: codec::FX_OK, ..
-                } => {}
-                Reply::Status { code, message } => {
-                    remote_failure.get_or_insert_with(|| status_text(code, &message));
-                }
-                other => return Err(unexpected(&other)),
+            if let Some(why) = self.await_write(&mut in_flight).await? {
+                remote_failure.get_or_insert(why);
             }
         }
         let unanswered = in_flight.into_iter().collect();
         Ok((offset, local_failure, remote_failure, unanswered))
+    }
+
+    /// Waits for the reply to one of the WRITEs `in_flight` (replies left
+    /// unawaited are checked on the way): why the server refused it, if it
+    /// did.
+    async fn await_write(
+        &mut self,
+        in_flight: &mut std::collections::VecDeque<u32>,
+    ) -> Result<Option<String>, SessionError> {
+        let (answered, reply) = self.reply().await?;
+        let Some(at) = in_flight.iter().position(|&r| r == answered) else {
+            return Err(SessionError::Protocol(format!(
+                "reply to request {answered}, which was not waiting"
+            )));
+        };
+        in_flight.remove(at);
+        match reply {
+            Reply::Status {
+                code: codec::FX_OK, ..
+            } => Ok(None),
+            Reply::Status { code, message } => Ok(Some(status_text(code, &message))),
+            other => Err(unexpected(&other)),
+        }
     }
 
     // ---- -3: from this session's server to another's ------------------
@@ -769,7 +779,7 @@ where
     /// `-3`: copies what `request` names on this session's server to
     /// `destination` (another SFTP server, or a remote `scp -t`) through
     /// this host.
-    pub(crate) async fn relay_into<D: Destination>(
+    pub async fn relay_into<D: Destination>(
         &mut self,
         destination: &mut D,
         request: &[u8],
@@ -842,7 +852,21 @@ where
             }
             other => return Err(unexpected(&other)),
         };
-        let size = attrs.size.unwrap_or(0);
+        let mut size = attrs.size;
+        if size.is_none() && destination.needs_size() {
+            // A server may leave the size out of a listing: ask the file.
+            size = match self.call(&Request::Fstat { handle: &source }).await? {
+                Reply::Attrs(attrs) => attrs.size,
+                Reply::Status { .. } => None,
+                other => return Err(unexpected(&other)),
+            };
+            if size.is_none() {
+                self.fail_remote(from, "the server does not tell its size");
+                self.close_handle(&source).await?;
+                return Ok(());
+            }
+        }
+        let size = size.unwrap_or(0);
         let mode = attrs.permissions.unwrap_or(0o644) & FILE_MODE_BITS;
         let times = self.times_of(attrs);
         if destination

@@ -163,22 +163,9 @@ where
             file.in_flight.push_back(request);
             file.offset += u64::from(len);
             while file.in_flight.len() >= most {
-                let (answered, reply) = self.sftp.reply().await?;
-                let Some(at) = file.in_flight.iter().position(|&r| r == answered) else {
-                    return Err(SessionError::Protocol(format!(
-                        "reply to request {answered}, which was not waiting"
-                    )));
-                };
-                file.in_flight.remove(at);
-                match reply {
-                    Reply::Status {
-                        code: codec::FX_OK, ..
-                    } => {}
-                    Reply::Status { code, message } => {
-                        file.failure = Some(status_text(code, &message));
-                        return Ok(());
-                    }
-                    other => return Err(unexpected(&other)),
+                if let Some(why) = self.sftp.await_write(&mut file.in_flight).await? {
+                    file.failure = Some(why);
+                    return Ok(());
                 }
             }
         }
