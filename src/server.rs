@@ -48,6 +48,10 @@ pub async fn run(invocation: &Invocation, events: &dyn Events, umask: u32) -> bo
                     return false;
                 }
             }
+            if let Err(error) = source.settle().await {
+                source.abort(&error).await;
+                return false;
+            }
             // The client sees the end of the stream when this process exits.
             source.summary().errors == 0
         }

@@ -41,6 +41,9 @@ pub struct Source<'e, R, W> {
     /// `-3` into this sink: the bytes the file being passed on still
     /// needs.
     relayed_left: u64,
+    /// Replies to files' data not read yet: the next header goes out
+    /// without waiting for them (they come in order, before its own).
+    replies_owed: usize,
 }
 
 impl<'e, R, W> Source<'e, R, W>
@@ -58,6 +61,7 @@ where
             handed_over: VecDeque::new(),
             pacer: options.limit.map(Pacer::new),
             relayed_left: 0,
+            replies_owed: 0,
         }
     }
 
@@ -93,7 +97,8 @@ where
     }
 
     /// Ends the session from our side and waits for the peer to finish.
-    pub async fn close(self) -> Result<Summary, SessionError> {
+    pub async fn close(mut self) -> Result<Summary, SessionError> {
+        self.settle().await?;
         let (mut errors, events) = (self.errors, self.events);
         if let Some(message) = self.wire.finish().await? {
             events.peer_message(&message);
@@ -110,6 +115,23 @@ where
         {
             self.wire.send_fatal(&message).await;
         }
+    }
+
+    /// Reads the replies still owed for files' data (each error shown and
+    /// counted).
+    pub async fn settle(&mut self) -> Result<(), SessionError> {
+        while self.replies_owed > 0 {
+            self.replies_owed -= 1;
+            let reply = self.wire.read_reply().await?;
+            if let Reply::Error(message) | Reply::Fatal(message) = &reply {
+                self.events.peer_message(message);
+                self.errors += 1;
+            }
+            if let Reply::Fatal(_) = reply {
+                return Err(SessionError::PeerFailed);
+            }
+        }
+        Ok(())
     }
 
     /// The counts so far, for a server that ends by exiting.
@@ -157,7 +179,8 @@ where
             // told the file is bad instead of being sent the `\0`.
             self.fail(&format!("{}: {}", shown(path), reason)).await?;
         }
-        self.expect_ok().await?;
+        // Its reply is read before the next one (the sink answers in order).
+        self.replies_owed += 1;
         Ok(())
     }
 
@@ -313,7 +336,8 @@ where
     /// unasked. (`\0`s waiting are answers sent ahead, which a sink may do
     /// so that we need not wait for each: they answer what comes next.)
     async fn send_record(&mut self, line: &[u8]) -> Result<(), SessionError> {
-        if self.wire.peek().is_some_and(|byte| byte != 0) {
+        // (What waits while replies are owed is theirs.)
+        if self.replies_owed == 0 && self.wire.peek().is_some_and(|byte| byte != 0) {
             return match self.wire.read_reply().await? {
                 Reply::Ok => Err(SessionError::Protocol("unexpected reply".into())),
                 Reply::Error(message) | Reply::Fatal(message) => {
@@ -334,6 +358,7 @@ where
 
     /// [`Source::expect_ok`], with the sink's reason when it refused.
     async fn expect_answer(&mut self) -> Result<Refusal, SessionError> {
+        self.settle().await?;
         let reply = self.wire.read_reply().await?;
         if let Reply::Error(message) | Reply::Fatal(message) = &reply {
             self.events.peer_message(message);
