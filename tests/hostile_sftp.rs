@@ -91,6 +91,8 @@ struct Asked {
     id: u32,
     /// The first string of the body (a path or a handle).
     first: Vec<u8>,
+    /// A WRITE's data.
+    data: Vec<u8>,
 }
 
 /// Serves `stream` with `answer` until the client goes: each request gets
@@ -123,10 +125,18 @@ async fn serve(mut stream: DuplexStream, mut answer: impl FnMut(&Asked) -> Vec<V
         } else {
             Vec::new()
         };
+        // WRITE: handle, offset (8 bytes), then the data as a string.
+        let data = if body[0] == 6 {
+            let at = 9 + first.len() + 8;
+            body.get(at + 4..).unwrap_or_default().to_vec()
+        } else {
+            Vec::new()
+        };
         let asked = Asked {
             kind: body[0],
             id,
             first,
+            data,
         };
         for reply in answer(&asked) {
             if stream.write_all(&reply).await.is_err() {
@@ -663,4 +673,75 @@ fn a_relayed_file_without_a_size_is_asked_for_it_or_refused() {
             assert_eq!(sent, b"");
         }
     }
+}
+
+/// An upload's OPENs go out together; a server that answers them in the
+/// reverse order still gets each file's data on that file's own handle.
+#[test]
+fn opens_answered_out_of_order_keep_each_file_on_its_handle() {
+    use std::sync::Arc;
+    let work = tempfile::tempdir().unwrap();
+    let tree = work.path().join("up");
+    fs::create_dir(&tree).unwrap();
+    for name in ["a", "b", "c"] {
+        fs::write(tree.join(name), format!("data of {name}")).unwrap();
+    }
+    type Writes = Arc<Mutex<Vec<(Vec<u8>, Vec<u8>)>>>;
+    let writes: Writes = Arc::default();
+    let seen = writes.clone();
+    let mut waiting: Vec<(u32, Vec<u8>)> = Vec::new();
+    let answer = move |asked: &Asked| match asked.kind {
+        // The target: an existing directory; the tree's: made.
+        17 | 7 if asked.first == b"/dst" => vec![attrs_reply(asked.id, DIR, 0)],
+        17 | 7 => vec![status(asked.id, 2)],
+        14 => vec![status(asked.id, 0)],
+        3 => {
+            waiting.push((asked.id, asked.first.clone()));
+            if waiting.len() < 3 {
+                return Vec::new();
+            }
+            waiting
+                .drain(..)
+                .rev()
+                .map(|(id, path)| handle(id, &path))
+                .collect()
+        }
+        6 => {
+            seen.lock()
+                .unwrap()
+                .push((asked.first.clone(), asked.data.clone()));
+            vec![status(asked.id, 0)]
+        }
+        _ => vec![status(asked.id, 0)],
+    };
+    let events = Captured::default();
+    let outcome = common::runtime().block_on(async {
+        let (client, server) = tokio::io::duplex(1 << 20);
+        let serving = tokio::spawn(serve(server, answer));
+        let (reader, writer) = tokio::io::split(client);
+        let run = async {
+            let mut sftp = Sftp::start(reader, writer, options(), &events).await?;
+            let target = sftp.upload_target(b"/dst", false).await?.unwrap();
+            sftp.upload(&tree, &target).await?;
+            sftp.close().await
+        };
+        let outcome = tokio::time::timeout(Duration::from_secs(10), run)
+            .await
+            .expect("the upload hung");
+        serving.abort();
+        outcome
+    });
+    assert_eq!(outcome, Ok(Summary { errors: 0 }));
+    let mut writes = writes.lock().unwrap().clone();
+    writes.sort();
+    let expected: Vec<(Vec<u8>, Vec<u8>)> = ["a", "b", "c"]
+        .iter()
+        .map(|n| {
+            (
+                format!("/dst/up/{n}").into_bytes(),
+                format!("data of {n}").into_bytes(),
+            )
+        })
+        .collect();
+    assert_eq!(writes, expected);
 }

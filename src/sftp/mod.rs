@@ -56,6 +56,9 @@ const MAX_DEPTH: usize = 1024;
 const FILE_MODE_BITS: u32 = 0o777;
 const DIRECTORY_MODE_BITS: u32 = 0o1777;
 
+/// Files whose OPENs go out together, in an upload.
+const FILES_AHEAD: usize = 64;
+
 /// The most replies left unawaited at once (see [`Deferred`]).
 const MAX_DEFERRED: usize = 4096;
 
@@ -126,6 +129,10 @@ pub struct Sftp<'e, R, W> {
     /// The remote directories being walked, outermost first: each one's
     /// real path and the bytes its listing holds.
     walking: Vec<(Vec<u8>, usize)>,
+    /// Requests sent ahead whose replies have not come, and the replies
+    /// that came before they were asked for.
+    ahead: std::collections::HashSet<u32>,
+    early: std::collections::HashMap<u32, Reply>,
 }
 
 impl<'e, R, W> Sftp<'e, R, W>
@@ -159,6 +166,8 @@ where
             failed_files: std::collections::HashSet::new(),
             files: 0,
             walking: Vec::new(),
+            ahead: std::collections::HashSet::new(),
+            early: std::collections::HashMap::new(),
         })
     }
 
@@ -188,9 +197,44 @@ where
     async fn reply(&mut self) -> Result<(u32, Reply), SessionError> {
         loop {
             let (id, reply) = self.session.receive().await?;
-            match self.deferred.remove(&id) {
-                Some(deferred) => self.check_deferred(deferred, reply)?,
-                None => return Ok((id, reply)),
+            if let Some(deferred) = self.deferred.remove(&id) {
+                self.check_deferred(deferred, reply)?;
+            } else if self.ahead.remove(&id) {
+                self.early.insert(id, reply);
+            } else {
+                return Ok((id, reply));
+            }
+        }
+    }
+
+    /// Sends `request` now and leaves its reply for [`Sftp::reply_to`]:
+    /// requests for the next files go out while the current one moves.
+    fn send_ahead(&mut self, request: &Request<'_>) -> u32 {
+        let id = self.session.send(request);
+        self.ahead.insert(id);
+        id
+    }
+
+    /// The reply to a request sent ahead.
+    async fn reply_to(&mut self, id: u32) -> Result<Reply, SessionError> {
+        loop {
+            if let Some(reply) = self.early.remove(&id) {
+                return Ok(reply);
+            }
+            if !self.ahead.contains(&id) {
+                return Err(SessionError::Protocol(format!(
+                    "no reply to request {id} is due"
+                )));
+            }
+            let (answered, reply) = self.session.receive().await?;
+            if let Some(deferred) = self.deferred.remove(&answered) {
+                self.check_deferred(deferred, reply)?;
+            } else if self.ahead.remove(&answered) {
+                self.early.insert(answered, reply);
+            } else {
+                return Err(SessionError::Protocol(format!(
+                    "reply to request {answered}, which was not waiting"
+                )));
             }
         }
     }
@@ -217,6 +261,10 @@ where
     async fn settle(&mut self, left: usize) -> Result<(), SessionError> {
         while self.deferred.len() > left {
             let (id, reply) = self.session.receive().await?;
+            if self.ahead.remove(&id) {
+                self.early.insert(id, reply);
+                continue;
+            }
             let Some(deferred) = self.deferred.remove(&id) else {
                 return Err(SessionError::Protocol(format!(
                     "reply to request {id}, which was not waiting"
@@ -512,16 +560,24 @@ where
     ) -> Result<(), SessionError> {
         let mut walk = Walk::new(local, self.options.recursive);
         let mut open: Vec<RemoteDirectory> = Vec::new();
-        while let Some(step) = walk.next() {
+        // A step read while looking for more files, still to be taken.
+        let mut held: Option<Step> = None;
+        while let Some(step) = held.take().or_else(|| walk.next()) {
             match step {
                 Step::File { path, file, meta } => {
-                    if let (None, UploadTarget::NewDirectory(named)) = (open.last(), target) {
-                        let shown = [named.as_slice(), b"/"].concat();
-                        self.fail_remote(&shown, "Is a directory");
-                        continue;
+                    // The files right after it in the walk go with it:
+                    // their OPENs leave together.
+                    let mut files = vec![(path, file, meta)];
+                    while files.len() < FILES_AHEAD {
+                        match walk.next() {
+                            Some(Step::File { path, file, meta }) => files.push((path, file, meta)),
+                            other => {
+                                held = other;
+                                break;
+                            }
+                        }
                     }
-                    let remote = remote_name(target, &open, last_component(&path));
-                    self.upload_file(&path, file, &meta, &remote).await?;
+                    self.upload_files(files, target, &open).await?;
                 }
                 Step::Directory(directory) => {
                     let remote = remote_name(target, &open, &directory.name());
@@ -620,31 +676,57 @@ where
         }))
     }
 
+    /// Files of one directory, in walk order: every OPEN sent first, then
+    /// each file's data as its handle comes.
+    async fn upload_files(
+        &mut self,
+        files: Vec<(PathBuf, File, Metadata)>,
+        target: &UploadTarget,
+        open: &[RemoteDirectory],
+    ) -> Result<(), SessionError> {
+        let mut opened = Vec::with_capacity(files.len());
+        for (path, file, meta) in files {
+            if let (None, UploadTarget::NewDirectory(named)) = (open.last(), target) {
+                let shown = [named.as_slice(), b"/"].concat();
+                self.fail_remote(&shown, "Is a directory");
+                continue;
+            }
+            let remote = remote_name(target, open, last_component(&path));
+            let attrs = Attrs {
+                permissions: Some(meta.mode() & 0o777),
+                ..Attrs::default()
+            };
+            let request = self.send_ahead(&Request::Open {
+                path: &remote,
+                flags: codec::OPEN_WRITE | codec::OPEN_CREAT,
+                attrs: &attrs,
+            });
+            opened.push((request, path, file, meta, remote));
+        }
+        for (request, path, file, meta, remote) in opened {
+            let handle = match self.reply_to(request).await? {
+                Reply::Handle(handle) => handle,
+                Reply::Status { code, message } => {
+                    self.fail_remote(&remote, &status_text(code, &message));
+                    continue;
+                }
+                other => return Err(unexpected(&other)),
+            };
+            self.upload_file(&path, file, &meta, &remote, handle)
+                .await?;
+        }
+        Ok(())
+    }
+
     async fn upload_file(
         &mut self,
         local: &Path,
         file: File,
         meta: &Metadata,
         remote: &[u8],
+        handle: Vec<u8>,
     ) -> Result<(), SessionError> {
         let size = meta.len();
-        let attrs = Attrs {
-            permissions: Some(meta.mode() & 0o777),
-            ..Attrs::default()
-        };
-        let open = Request::Open {
-            path: remote,
-            flags: codec::OPEN_WRITE | codec::OPEN_CREAT,
-            attrs: &attrs,
-        };
-        let handle = match self.call(&open).await? {
-            Reply::Handle(handle) => handle,
-            Reply::Status { code, message } => {
-                self.fail_remote(remote, &status_text(code, &message));
-                return Ok(());
-            }
-            other => return Err(unexpected(&other)),
-        };
         let id = FileId::next();
         self.events.file_started(id, last_component(local), size);
         let written = self.write_data(&handle, Arc::new(file), size, id).await;
