@@ -1218,17 +1218,25 @@ where
                 return Ok(());
             }
         };
+        // Files that come one after another go together: their OPENs (and
+        // a small file's READs) leave at once.
+        let mut files = Vec::new();
         for entry in entries {
             let Some((name, child, attrs)) = self.walk_entry(remote, entry).await? else {
                 continue;
             };
             let local_child = directory.path.join(std::ffi::OsStr::from_bytes(&name));
             if attrs.is_dir() {
+                self.download_files(std::mem::take(&mut files)).await?;
                 Box::pin(self.download_tree(&child, &attrs, local_child)).await?;
             } else {
-                self.download_file(&child, &attrs, &local_child).await?;
+                files.push((child, attrs, local_child));
+                if files.len() == FILES_AHEAD {
+                    self.download_files(std::mem::take(&mut files)).await?;
+                }
             }
         }
+        self.download_files(files).await?;
         self.leave_remote();
         if let Err(message) = directory.finish() {
             self.fail(&message);
@@ -1252,25 +1260,89 @@ where
         attrs: &Attrs,
         local: &Path,
     ) -> Result<(), SessionError> {
-        let open = Request::Open {
-            path: remote,
-            flags: codec::OPEN_READ,
-            attrs: &Attrs::default(),
+        self.download_files(vec![(remote.to_vec(), attrs.clone(), local.to_owned())])
+            .await
+    }
+
+    /// Files of one directory, in order: every OPEN sent first; as the
+    /// handles come, the READs of the small ones; then each is received.
+    async fn download_files(
+        &mut self,
+        files: Vec<(Vec<u8>, Attrs, PathBuf)>,
+    ) -> Result<(), SessionError> {
+        let mut opening = Vec::with_capacity(files.len());
+        for (remote, attrs, local) in files {
+            let request = self.send_ahead(&Request::Open {
+                path: &remote,
+                flags: codec::OPEN_READ,
+                attrs: &Attrs::default(),
+            });
+            opening.push((request, remote, attrs, local));
+        }
+        let mut opened = Vec::with_capacity(opening.len());
+        for (request, remote, attrs, local) in opening {
+            let handle = match self.reply_to(request).await? {
+                Reply::Handle(handle) => handle,
+                Reply::Status { code, message } => {
+                    self.fail_remote(&remote, &status_text(code, &message));
+                    continue;
+                }
+                other => return Err(unexpected(&other)),
+            };
+            let reads = self.read_ahead(&handle, attrs.size);
+            opened.push((remote, attrs, local, handle, reads));
+        }
+        for (remote, attrs, local, handle, reads) in opened {
+            self.receive_file(&remote, &attrs, &local, handle, reads)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// A small file's READs, sent ahead: its data and the READ that finds
+    /// its end, as [`Sftp::read_data`] would plan them.
+    fn read_ahead(&mut self, handle: &[u8], size: Option<u64>) -> Vec<(u32, u64, u32)> {
+        let chunk = self.session.read_len.clamp(1, crate::local::CHUNK as u32);
+        let Some(size) = size.filter(|&size| size <= u64::from(chunk)) else {
+            return Vec::new();
         };
-        let handle = match self.call(&open).await? {
-            Reply::Handle(handle) => handle,
-            Reply::Status { code, message } => {
-                self.fail_remote(remote, &status_text(code, &message));
-                return Ok(());
-            }
-            other => return Err(unexpected(&other)),
-        };
+        let mut reads = Vec::with_capacity(2);
+        if size > 0 {
+            let len = size as u32;
+            let id = self.send_ahead(&Request::Read {
+                handle,
+                offset: 0,
+                len,
+            });
+            reads.push((id, 0, len));
+        }
+        let id = self.send_ahead(&Request::Read {
+            handle,
+            offset: size,
+            len: chunk,
+        });
+        reads.push((id, size, chunk));
+        reads
+    }
+
+    async fn receive_file(
+        &mut self,
+        remote: &[u8],
+        attrs: &Attrs,
+        local: &Path,
+        handle: Vec<u8>,
+        reads: Vec<(u32, u64, u32)>,
+    ) -> Result<(), SessionError> {
         let size = attrs.size.unwrap_or(0);
         let mode = attrs.permissions.unwrap_or(0o644);
         let mut file = match Receiving::open(local, mode, size) {
             Ok(file) => file,
             Err(message) => {
                 self.fail(&message);
+                // What was asked for comes all the same.
+                for (request, _, _) in reads {
+                    self.reply_to(request).await?;
+                }
                 let file_number = self.next_file();
                 self.failed_files.insert(file_number);
                 let request = self.session.send(&Request::Close { handle: &handle });
@@ -1280,7 +1352,7 @@ where
         let id = FileId::next();
         self.events
             .file_started(id, paths::last_component(remote), size);
-        let received = self.read_data(&handle, &mut file, size, id).await;
+        let received = self.read_data(&handle, &mut file, size, id, reads).await;
         self.events.file_finished(id);
         let (received, remote_failure) = received?;
         let (freed, written) = file.finish_writes().await;
@@ -1324,15 +1396,28 @@ where
         file: &mut Receiving,
         size: u64,
         id: FileId,
+        sent_ahead: Vec<(u32, u64, u32)>,
     ) -> Result<(u64, Option<String>), SessionError> {
         let chunk = self.session.read_len.clamp(1, crate::local::CHUNK as u32);
         let most = self.requests_for(chunk);
         // Request id -> (offset, length asked).
         let mut asked: std::collections::HashMap<u32, (u64, u32)> =
             std::collections::HashMap::new();
+        // READs sent ahead are this loop's now; their replies that came
+        // already are taken first.
+        let mut arrived = std::collections::VecDeque::new();
+        let mut planned = 0u64;
+        for (request, offset, len) in sent_ahead {
+            self.ahead.remove(&request);
+            asked.insert(request, (offset, len));
+            planned = planned.max(offset + u64::from(len));
+            if let Some(reply) = self.early.remove(&request) {
+                arrived.push_back((request, reply));
+            }
+        }
         // Data that came before the data ahead of it.
         let mut early: std::collections::BTreeMap<u64, Bytes> = std::collections::BTreeMap::new();
-        let (mut next, mut written) = (0u64, 0u64);
+        let (mut next, mut written) = (planned, 0u64);
         let mut end: Option<u64> = None;
         let mut failure = None;
         // Reads cover the size the file had, then one more finds its end
@@ -1378,7 +1463,10 @@ where
             if asked.is_empty() {
                 break;
             }
-            let (answered, reply) = self.reply().await?;
+            let (answered, reply) = match arrived.pop_front() {
+                Some(early) => early,
+                None => self.reply().await?,
+            };
             let Some((offset, len)) = asked.remove(&answered) else {
                 return Err(SessionError::Protocol(format!(
                     "reply to request {answered}, which was not waiting"
