@@ -20,7 +20,7 @@ use crate::report::{self, LocalEnd};
 use crate::scp::{
     NameFilter, Relay, RelayOptions, Sink, SinkOptions, Source, SourceOptions, relay_into,
 };
-use crate::sftp::{DEFAULT_REQUESTS, Sftp, SftpDestination, SftpOptions, UploadTarget};
+use crate::sftp::{DEFAULT_REQUESTS, STRIPE_MIN, Sftp, SftpDestination, SftpOptions, UploadTarget};
 use crate::transport::ssh::{Lane, NativeTransport};
 use crate::transport::{Channel, Completion, DirectTransport, ProgramTransport, Start, Transport};
 
@@ -30,6 +30,20 @@ type RemoteSource<'e> = Source<'e, Pin<Box<dyn AsyncRead + Send>>, Pin<Box<dyn D
 /// remote `scp -f` then does not wait a round trip for each record, and
 /// the `\0`s waiting stay a few bytes.
 const REPLIES_AHEAD: usize = 64;
+
+/// More SFTP sessions a big upload is striped over, at most, and the
+/// handshake time from which it pays (below it, one session's window is
+/// not what limits the copy).
+const STRIPES: usize = 5;
+const STRIPE_LATENCY: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// Whether an upload has a file big enough to stripe.
+fn has_big_file(steps: &[ToRemote]) -> bool {
+    steps.iter().any(|step| {
+        matches!(step, ToRemote::Upload(path)
+            if fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() >= STRIPE_MIN))
+    })
+}
 
 /// One end of `-3`, by the protocol it speaks.
 enum RelayEnd {
@@ -97,7 +111,8 @@ fn host_key(remote: &Remote) -> (Option<String>, String, Option<u16>) {
 /// engine, with the means to learn how its remote side ended.
 struct Upload<'e> {
     session: UploadSession<'e>,
-    completion: Completion,
+    /// The remote sides: one per channel.
+    completions: Vec<Completion>,
 }
 
 /// The engine seam for uploads: the client hands over paths and knows no
@@ -233,7 +248,7 @@ impl<'a> Client<'a> {
                 ToRemote::Upload(path) => {
                     if !started {
                         started = true;
-                        upload = self.open_upload(target).await;
+                        upload = self.open_upload(target, has_big_file(steps)).await;
                     }
                     let Some(open) = upload.as_mut() else {
                         continue;
@@ -241,18 +256,18 @@ impl<'a> Client<'a> {
                     if let Err(error) = open.session.send(Path::new(path)).await
                         && let Some(Upload {
                             session,
-                            completion,
+                            completions,
                         }) = upload.take()
                     {
                         drop(session);
-                        self.conclude(Err(error), vec![completion]).await;
+                        self.conclude(Err(error), completions).await;
                     }
                 }
             }
         }
         if let Some(open) = upload {
             let closed = open.session.close().await;
-            self.conclude(closed, vec![open.completion]).await;
+            self.conclude(closed, open.completions).await;
         }
     }
 
@@ -453,9 +468,10 @@ impl<'a> Client<'a> {
         self.finished(channel.completion).await;
     }
 
-    async fn open_upload(&mut self, target: &Remote) -> Option<Upload<'a>> {
+    /// `big`: a source is big enough to be striped in SFTP mode.
+    async fn open_upload(&mut self, target: &Remote, big: bool) -> Option<Upload<'a>> {
         if self.uses_sftp(target) {
-            return self.open_sftp_upload(target).await;
+            return self.open_sftp_upload(target, big).await;
         }
         let command = self.remote_command("-t", &target.path);
         let channel = match self.transport.exec(target, &command, self.events).await {
@@ -467,7 +483,7 @@ impl<'a> Client<'a> {
         };
         let channel = match self.scp_runs(target, channel).await {
             ScpRuns::Yes(channel) => *channel,
-            ScpRuns::NoScp => return self.open_sftp_upload(target).await,
+            ScpRuns::NoScp => return self.open_sftp_upload(target, big).await,
         };
         let options = SourceOptions {
             recursive: self.invocation.recursive,
@@ -482,13 +498,13 @@ impl<'a> Client<'a> {
         }
         Some(Upload {
             session: UploadSession::Scp(Box::new(source)),
-            completion: channel.completion,
+            completions: vec![channel.completion],
         })
     }
 
     /// An SFTP session for uploads, its target decided as scp's sink
     /// decides it.
-    async fn open_sftp_upload(&mut self, target: &Remote) -> Option<Upload<'a>> {
+    async fn open_sftp_upload(&mut self, target: &Remote, big: bool) -> Option<Upload<'a>> {
         let channel = self.open_sftp_channel(target).await?;
         let mut sftp = match Sftp::start(
             channel.reader,
@@ -508,10 +524,25 @@ impl<'a> Client<'a> {
             .upload_target(target.path.as_bytes(), self.target_must_be_directory)
             .await;
         match decided {
-            Ok(Some(upload_target)) => Some(Upload {
-                session: UploadSession::Sftp(Box::new(sftp), upload_target),
-                completion: channel.completion,
-            }),
+            Ok(Some(upload_target)) => {
+                let mut completions = vec![channel.completion];
+                // Over a long link, a big file goes over several sessions.
+                // (Not through -S or -D: each session would be a program,
+                // and a login, of its own.)
+                if big
+                    && self.limit().is_none()
+                    && matches!(self.transport, Transport::Native(_))
+                    && sftp.handshake_time() >= STRIPE_LATENCY
+                {
+                    let (stripes, ended) = self.open_stripes(target).await;
+                    sftp.add_stripes(stripes);
+                    completions.extend(ended);
+                }
+                Some(Upload {
+                    session: UploadSession::Sftp(Box::new(sftp), upload_target),
+                    completions,
+                })
+            }
             Ok(None) => {
                 let closed = sftp.close().await;
                 self.conclude(closed, vec![channel.completion]).await;
@@ -523,6 +554,47 @@ impl<'a> Client<'a> {
                 None
             }
         }
+    }
+
+    /// Up to STRIPES more SFTP sessions with `target`'s server, opened at
+    /// once, as many as it grants (a server's MaxSessions may refuse some:
+    /// fewer are used, said under -v).
+    async fn open_stripes(&mut self, target: &Remote) -> (Vec<RemoteSftp<'a>>, Vec<Completion>) {
+        let (transport, events, options) = (&self.transport, self.events, self.sftp_options());
+        let opening = (0..STRIPES).map(|_| async move {
+            let channel = transport
+                .open(target, Start::Subsystem("sftp"), events, Lane::Shared)
+                .await?;
+            match Sftp::start(channel.reader, channel.writer, options, events).await {
+                Ok(stripe) => Ok((stripe, channel.completion)),
+                Err(error) => {
+                    channel.completion.terminate().await;
+                    Err(error.to_string())
+                }
+            }
+        });
+        let (mut stripes, mut completions, mut refused) = (Vec::new(), Vec::new(), None);
+        for opened in futures_util::future::join_all(opening).await {
+            match opened {
+                Ok((stripe, completion)) => {
+                    stripes.push(stripe);
+                    completions.push(completion);
+                }
+                Err(why) => refused = refused.or(Some(why)),
+            }
+        }
+        if self.events.verbose() {
+            let line = match refused {
+                None => format!("SFTP: big files go over {} sessions\n", stripes.len() + 1),
+                Some(why) => format!(
+                    "SFTP: {} of {STRIPES} more sessions opened ({why}); big files go over {}\n",
+                    stripes.len(),
+                    stripes.len() + 1
+                ),
+            };
+            self.events.debug(line.as_bytes());
+        }
+        (stripes, completions)
     }
 
     async fn open_sftp_channel(&mut self, remote: &Remote) -> Option<crate::transport::Channel> {

@@ -670,3 +670,137 @@ fn through_this_host_between_an_scp_only_and_an_sftp_only_host() {
         assert!(!work.path().join("theirs").exists());
     }
 }
+
+/// A big upload striped over several sessions (each a real sftp-server):
+/// every stripe writes a range of its own into the file the first session
+/// made, none creates or cuts it, and the size is set once at the end (a
+/// longer old file is cut to the new size).
+#[test]
+fn a_big_upload_striped_over_several_sessions_is_whole() {
+    use rscp::sftp::{STRIPE_MIN, Sftp, SftpOptions};
+    let Some(server) = sftp_server() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("big");
+    let data = pattern(STRIPE_MIN as usize * 2 + 12_345, 5);
+    write(&source, &data);
+    let target = work.path().join("dst");
+    write(target.join("big"), &pattern(STRIPE_MIN as usize * 3, 9));
+    let options = SftpOptions {
+        recursive: false,
+        preserve: false,
+        limit: None,
+        buffer: None,
+        requests: 64,
+        umask: 0o022,
+    };
+    let logs = runtime().block_on(async {
+        let mut children = Vec::new();
+        let mut sessions = Vec::new();
+        for _ in 0..4 {
+            let mut child = tokio::process::Command::new(server)
+                .args(["-e", "-l", "INFO"])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()
+                .unwrap();
+            let (reader, writer) = (child.stdout.take().unwrap(), child.stdin.take().unwrap());
+            sessions.push(
+                Sftp::start(reader, writer, options, &rscp::events::NoEvents)
+                    .await
+                    .unwrap(),
+            );
+            children.push(child);
+        }
+        let mut sftp = sessions.remove(0);
+        sftp.add_stripes(sessions);
+        let upload_target = sftp
+            .upload_target(target.to_str().unwrap().as_bytes(), false)
+            .await
+            .unwrap()
+            .unwrap();
+        sftp.upload(&source, &upload_target).await.unwrap();
+        assert_eq!(sftp.close().await.unwrap().errors, 0);
+        let mut logs = Vec::new();
+        for child in children {
+            let out = child.wait_with_output().await.unwrap();
+            logs.push(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        logs
+    });
+    assert_eq!(fs::read(target.join("big")).unwrap(), data);
+    // The first session opens it to write and sets its size; the others
+    // only open it, and each writes its part.
+    assert!(logs[0].contains("flags WRITE,CREATE"), "{}", logs[0]);
+    for log in &logs[1..] {
+        assert!(log.contains("flags WRITE mode"), "{log}");
+        assert!(
+            !log.contains("TRUNCATE") && !log.contains("CREATE"),
+            "{log}"
+        );
+        assert!(!log.contains("written 0 "), "{log}");
+    }
+    let written: u64 = logs
+        .iter()
+        .flat_map(|log| log.lines())
+        .filter_map(|line| line.split("written ").nth(1))
+        .filter_map(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(written, data.len() as u64, "{logs:?}");
+}
+
+/// Over a long link (10 ms each way through examples/delay_proxy), a big
+/// upload goes over several SFTP sessions of one connection, since one
+/// channel's window would cap it, and arrives whole; a small one does not.
+#[test]
+fn a_big_upload_over_a_long_link_is_striped_and_whole() {
+    use std::io::BufRead;
+    let Some(sshd) = Sshd::start() else { return };
+    let proxy_path = rscp_path().parent().unwrap().join("examples/delay_proxy");
+    let mut proxy = Command::new(&proxy_path)
+        .arg(sshd.port.to_string())
+        .arg("10")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{}: {e}", proxy_path.display()));
+    let mut port = String::new();
+    std::io::BufReader::new(proxy.stdout.take().unwrap())
+        .read_line(&mut port)
+        .unwrap();
+    let port = port.trim().to_owned();
+    let dir = sshd.ssh_config().parent().unwrap().to_owned();
+    let mut known = fs::read_to_string(dir.join("known_hosts")).unwrap();
+    known += &format!("[127.0.0.1]:{port} {}\n", sshd.host_key());
+    fs::write(dir.join("known_hosts"), known).unwrap();
+    let config = dir.join("far_config");
+    let fixture = fs::read_to_string(sshd.ssh_config()).unwrap();
+    fs::write(
+        &config,
+        format!("Host far\n\tHostName 127.0.0.1\n\tPort {port}\n{fixture}"),
+    )
+    .unwrap();
+
+    let work = tempfile::tempdir().unwrap();
+    let big = pattern(40 * 1024 * 1024 + 3, 21);
+    write(work.path().join("big"), &big);
+    write(work.path().join("small"), b"small");
+    fs::create_dir(work.path().join("got")).unwrap();
+    let out = run(rscp()
+        .args(["-s", "-v", "-F"])
+        .arg(&config)
+        .arg(work.path().join("big"))
+        .arg(work.path().join("small"))
+        .arg(format!("far:{}", work.path().join("got").display())));
+    let _ = proxy.kill();
+    let _ = proxy.wait();
+    let said = stderr(&out);
+    assert_success(&out);
+    assert!(
+        said.contains("SFTP: big files go over 6 sessions"),
+        "{said}"
+    );
+    assert_eq!(fs::read(work.path().join("got/big")).unwrap(), big);
+    assert_eq!(fs::read(work.path().join("got/small")).unwrap(), b"small");
+}

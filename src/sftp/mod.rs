@@ -56,6 +56,13 @@ const MAX_DEPTH: usize = 1024;
 const FILE_MODE_BITS: u32 = 0o777;
 const DIRECTORY_MODE_BITS: u32 = 0o1777;
 
+/// Files from this size up are striped over the sessions given for it.
+pub const STRIPE_MIN: u64 = 32 * 1024 * 1024;
+
+/// Where writing a file's data stopped, why the local file could not be
+/// read, why the server refused a write, and the WRITEs unanswered.
+type Written = (u64, Option<String>, Option<String>, Vec<u32>);
+
 /// Files whose OPENs go out together, in an upload.
 const FILES_AHEAD: usize = 64;
 
@@ -133,6 +140,10 @@ pub struct Sftp<'e, R, W> {
     /// that came before they were asked for.
     ahead: std::collections::HashSet<u32>,
     early: std::collections::HashMap<u32, Reply>,
+    /// More sessions with the same server, for big uploads.
+    stripes: Vec<Sftp<'e, R, W>>,
+    /// How long the handshake took (its round trips).
+    handshake: std::time::Duration,
 }
 
 impl<'e, R, W> Sftp<'e, R, W>
@@ -147,7 +158,9 @@ where
         options: SftpOptions,
         events: &'e dyn Events,
     ) -> Result<Self, SessionError> {
+        let started = std::time::Instant::now();
         let session = Session::start(reader, writer, options.buffer).await?;
+        let handshake = started.elapsed();
         if events.verbose() {
             let line = format!(
                 "SFTP session: {} bytes per read, {} per write, {} requests in flight\n",
@@ -168,16 +181,33 @@ where
             walking: Vec::new(),
             ahead: std::collections::HashSet::new(),
             early: std::collections::HashMap::new(),
+            stripes: Vec::new(),
+            handshake,
         })
     }
 
-    /// Ends the session, once every reply left unawaited has come.
+    /// Ends the session (and its stripes), once every reply left
+    /// unawaited has come.
     pub async fn close(mut self) -> Result<Summary, SessionError> {
         self.settle(0).await?;
         self.session.shutdown().await;
-        Ok(Summary {
-            errors: self.errors,
-        })
+        let mut errors = self.errors;
+        for stripe in std::mem::take(&mut self.stripes) {
+            errors += Box::pin(stripe.close()).await?.errors;
+        }
+        Ok(Summary { errors })
+    }
+
+    /// How long the handshake took: its round trips, a measure of the
+    /// link's latency.
+    pub fn handshake_time(&self) -> std::time::Duration {
+        self.handshake
+    }
+
+    /// Sessions with the same server over other channels: uploads of big
+    /// files are striped over them.
+    pub fn add_stripes(&mut self, stripes: Vec<Sftp<'e, R, W>>) {
+        self.stripes.extend(stripes);
     }
 
     /// Sends `request` and waits for its reply (replies left unawaited
@@ -729,7 +759,12 @@ where
         let size = meta.len();
         let id = FileId::next();
         self.events.file_started(id, last_component(local), size);
-        let written = self.write_data(&handle, Arc::new(file), size, id).await;
+        let file = Arc::new(file);
+        let written = if size >= STRIPE_MIN && !self.stripes.is_empty() && self.pacer.is_none() {
+            self.write_striped(remote, &handle, file, size, id).await
+        } else {
+            self.write_data(&handle, file, (0, size), id).await
+        };
         self.events.file_finished(id);
         let (sent, local_failure, remote_failure, unawaited) = written?;
         // The rest is not waited for: the next file starts meanwhile.
@@ -769,21 +804,22 @@ where
         self.defer(request, file_number, remote, "close").await
     }
 
-    /// Sends `size` bytes of `file` as WRITEs, several in flight. Returns
-    /// why the local file could not be read, why the server refused a
-    /// write (the first of each), and the WRITEs still unanswered.
+    /// Sends bytes `start..size` of `file` as WRITEs, several in flight.
+    /// Returns where it stopped, why the local file could not be read, why
+    /// the server refused a write (the first of each), and the WRITEs
+    /// still unanswered.
     async fn write_data(
         &mut self,
         handle: &[u8],
         file: Arc<File>,
-        size: u64,
+        (start, size): (u64, u64),
         id: FileId,
-    ) -> Result<(u64, Option<String>, Option<String>, Vec<u32>), SessionError> {
+    ) -> Result<Written, SessionError> {
         let chunk = self.session.write_len.max(1);
         let most = self.requests_for(chunk);
-        let mode = blocking::Mode::for_file(&file, size);
+        let mode = blocking::Mode::for_file(&file, size - start);
         let mut in_flight: std::collections::VecDeque<u32> = std::collections::VecDeque::new();
-        let mut offset = 0u64;
+        let mut offset = start;
         let (mut local_failure, mut remote_failure) = (None, None);
         loop {
             while offset < size
@@ -831,6 +867,98 @@ where
         }
         let unanswered = in_flight.into_iter().collect();
         Ok((offset, local_failure, remote_failure, unanswered))
+    }
+
+    /// A big file's data over this session and its stripes at once, each
+    /// a range of its own (sshd grants each channel a window of 2 MiB:
+    /// one session moves at most that per round trip). The file was made
+    /// here; the stripes only open it, and its size is set once, here.
+    async fn write_striped(
+        &mut self,
+        remote: &[u8],
+        handle: &[u8],
+        file: Arc<File>,
+        size: u64,
+        id: FileId,
+    ) -> Result<Written, SessionError> {
+        let mut stripes = std::mem::take(&mut self.stripes);
+        let parts = stripes.len() as u64 + 1;
+        let chunk = u64::from(self.session.write_len.max(1));
+        let part = size.div_ceil(parts).div_ceil(chunk) * chunk;
+        let range = |i: u64| ((i * part).min(size), ((i + 1) * part).min(size));
+        // Every session reads its replies to the end, this one too: a
+        // channel left unread fills russh's queue, which stops the whole
+        // connection (the others' window updates with it).
+        let ours = async {
+            let (stopped, local, mut remote, unanswered) =
+                self.write_data(handle, file.clone(), range(0), id).await?;
+            let mut in_flight = unanswered.into();
+            while !std::collections::VecDeque::is_empty(&in_flight) {
+                if let Some(why) = self.await_write(&mut in_flight).await? {
+                    remote.get_or_insert(why);
+                }
+            }
+            Ok::<Written, SessionError>((stopped, local, remote, Vec::new()))
+        };
+        let theirs = futures_util::future::join_all(
+            stripes
+                .iter_mut()
+                .zip(1..)
+                .map(|(stripe, i)| stripe.write_stripe(remote, file.clone(), range(i), id)),
+        );
+        let (ours, theirs) = futures_util::future::join(ours, theirs).await;
+        self.stripes = stripes;
+        let (mut stopped, mut local_failure, mut remote_failure, unanswered) = ours?;
+        let mut short = stopped < range(0).1;
+        if !short {
+            stopped = size;
+        }
+        for (theirs, i) in theirs.into_iter().zip(1..) {
+            let (at, local, remote) = theirs?;
+            if local.is_some() || remote.is_some() || at < range(i).1 {
+                // The size is cut at the first gap.
+                stopped = if short { stopped.min(at) } else { at };
+                short = true;
+            }
+            local_failure = local_failure.or(local);
+            remote_failure = remote_failure.or(remote);
+        }
+        Ok((stopped, local_failure, remote_failure, unanswered))
+    }
+
+    /// One stripe of a big file, on a session of its own: opened (never
+    /// created or cut), written, every reply awaited, closed.
+    async fn write_stripe(
+        &mut self,
+        remote: &[u8],
+        file: Arc<File>,
+        range: (u64, u64),
+        id: FileId,
+    ) -> Result<(u64, Option<String>, Option<String>), SessionError> {
+        let open = Request::Open {
+            path: remote,
+            flags: codec::OPEN_WRITE,
+            attrs: &Attrs::default(),
+        };
+        let handle = match self.call(&open).await? {
+            Reply::Handle(handle) => handle,
+            Reply::Status { code, message } => {
+                return Ok((range.0, None, Some(status_text(code, &message))));
+            }
+            other => return Err(unexpected(&other)),
+        };
+        let (stopped, local_failure, mut remote_failure, unanswered) =
+            self.write_data(&handle, file, range, id).await?;
+        let mut in_flight = unanswered.into();
+        while !std::collections::VecDeque::is_empty(&in_flight) {
+            if let Some(why) = self.await_write(&mut in_flight).await? {
+                remote_failure.get_or_insert(why);
+            }
+        }
+        if let Some(why) = self.close_handle(&handle).await? {
+            remote_failure.get_or_insert(format!("close: {why}"));
+        }
+        Ok((stopped, local_failure, remote_failure))
     }
 
     /// Waits for the reply to one of the WRITEs `in_flight` (replies left
