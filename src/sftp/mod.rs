@@ -39,8 +39,11 @@ use session::{Session, status_text, unexpected};
 pub const DEFAULT_REQUESTS: usize = 64;
 
 /// Data in flight per file, at most, whatever `-X nrequests` says: memory
-/// stays flat, and sshd's window (2 MiB per channel) is full long before.
-const MAX_IN_FLIGHT: u64 = 8 * 1024 * 1024;
+/// stays flat (what arrives out of order is held up to this), and for
+/// uploads sshd's window (2 MiB per channel) is full long before. For
+/// downloads it is what a round trip can bring: 16 MiB is 340 MB/s at
+/// 48 ms.
+const MAX_IN_FLIGHT: u64 = 16 * 1024 * 1024;
 
 /// The most entries one remote directory may list, and the most bytes
 /// their names may take in all.
