@@ -859,3 +859,24 @@ fn a_sink_answering_ahead_drops_what_it_cannot_write() {
         sandbox.assert_nothing_outside();
     }
 }
+
+/// With strict filename checking, the names inside a top-level directory
+/// that could not be made (its contents dropped, having been answered
+/// ahead) are not top-level names: the next requested directory still
+/// arrives, as with scp (found by review: the session ended).
+#[test]
+fn a_dropped_directory_is_not_checked_against_the_request() {
+    let sandbox = Sandbox::new();
+    let target = sandbox.target();
+    write(target.join("d"), b"a file where a directory comes");
+    let events = Captured::default();
+    let mut ahead = options(true, false);
+    ahead.replies_ahead = 8;
+    ahead.filter = Some(NameFilter::for_request(b"/p/{d,e}"));
+    let stream = b"D0755 0 d\nC0644 1 a\na\0E\nD0755 0 e\nC0644 1 b\nb\0E\n";
+    let (outcome, _) = sink_against(stream, &target, ahead, &events);
+    assert_eq!(outcome, Ok(Summary { errors: 1 }), "{:?}", events.errors());
+    assert_eq!(fs::read(target.join("e/b")).unwrap(), b"b");
+    assert!(!target.join("a").exists());
+    sandbox.assert_nothing_outside();
+}

@@ -284,8 +284,10 @@ where
         name: &[u8],
         directory: bool,
     ) -> Result<(), SessionError> {
+        // (Inside a directory being dropped, names are not top-level.)
+        let top_level = open_directories.is_empty() && self.dropping == 0;
         match &self.options.filter {
-            Some(filter) if open_directories.is_empty() && !filter.allows(name, directory) => Err(
+            Some(filter) if top_level && !filter.allows(name, directory) => Err(
                 SessionError::Protocol("filename does not match request".into()),
             ),
             _ => Ok(()),

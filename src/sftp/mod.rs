@@ -141,7 +141,9 @@ pub struct Sftp<'e, R, W> {
     walking: Vec<(Vec<u8>, usize)>,
     /// Requests sent ahead whose replies have not come, and the replies
     /// that came before they were asked for.
-    ahead: std::collections::HashSet<u32>,
+    /// (Each with the most data its reply may carry: more is refused as
+    /// it comes, so what is held stays within what was asked.)
+    ahead: std::collections::HashMap<u32, u32>,
     early: std::collections::HashMap<u32, Reply>,
     /// More sessions with the same server, for big uploads.
     stripes: Vec<Sftp<'e, R, W>>,
@@ -182,7 +184,7 @@ where
             failed_files: std::collections::HashSet::new(),
             files: 0,
             walking: Vec::new(),
-            ahead: std::collections::HashSet::new(),
+            ahead: std::collections::HashMap::new(),
             early: std::collections::HashMap::new(),
             stripes: Vec::new(),
             handshake,
@@ -232,8 +234,8 @@ where
             let (id, reply) = self.session.receive().await?;
             if let Some(deferred) = self.deferred.remove(&id) {
                 self.check_deferred(deferred, reply)?;
-            } else if self.ahead.remove(&id) {
-                self.early.insert(id, reply);
+            } else if let Some(most) = self.ahead.remove(&id) {
+                self.keep_early(id, most, reply)?;
             } else {
                 return Ok((id, reply));
             }
@@ -243,9 +245,27 @@ where
     /// Sends `request` now and leaves its reply for [`Sftp::reply_to`]:
     /// requests for the next files go out while the current one moves.
     fn send_ahead(&mut self, request: &Request<'_>) -> u32 {
+        let most = match request {
+            Request::Read { len, .. } => *len,
+            _ => 0,
+        };
         let id = self.session.send(request);
-        self.ahead.insert(id);
+        self.ahead.insert(id, most);
         id
+    }
+
+    /// Holds a reply to a request sent ahead that came before it was
+    /// asked for.
+    fn keep_early(&mut self, id: u32, most: u32, reply: Reply) -> Result<(), SessionError> {
+        if let Reply::Data(data) = &reply
+            && data.len() > most as usize
+        {
+            return Err(SessionError::Protocol(
+                "server sent more data than asked".into(),
+            ));
+        }
+        self.early.insert(id, reply);
+        Ok(())
     }
 
     /// The reply to a request sent ahead.
@@ -254,7 +274,7 @@ where
             if let Some(reply) = self.early.remove(&id) {
                 return Ok(reply);
             }
-            if !self.ahead.contains(&id) {
+            if !self.ahead.contains_key(&id) {
                 return Err(SessionError::Protocol(format!(
                     "no reply to request {id} is due"
                 )));
@@ -262,8 +282,8 @@ where
             let (answered, reply) = self.session.receive().await?;
             if let Some(deferred) = self.deferred.remove(&answered) {
                 self.check_deferred(deferred, reply)?;
-            } else if self.ahead.remove(&answered) {
-                self.early.insert(answered, reply);
+            } else if let Some(most) = self.ahead.remove(&answered) {
+                self.keep_early(answered, most, reply)?;
             } else {
                 return Err(SessionError::Protocol(format!(
                     "reply to request {answered}, which was not waiting"
@@ -290,12 +310,13 @@ where
     }
 
     /// Waits for replies left unawaited until at most `left` remain. Only
-    /// called with nothing else in flight.
+    /// called with nothing but requests sent ahead in flight (their
+    /// replies are kept for [`Sftp::reply_to`]).
     async fn settle(&mut self, left: usize) -> Result<(), SessionError> {
         while self.deferred.len() > left {
             let (id, reply) = self.session.receive().await?;
-            if self.ahead.remove(&id) {
-                self.early.insert(id, reply);
+            if let Some(most) = self.ahead.remove(&id) {
+                self.keep_early(id, most, reply)?;
                 continue;
             }
             let Some(deferred) = self.deferred.remove(&id) else {
@@ -1411,6 +1432,8 @@ where
             opening.push((request, remote, attrs, local));
         }
         let mut opened = Vec::with_capacity(opening.len());
+        // What the READs sent ahead may bring, held until read: bounded.
+        let mut budget = MAX_IN_FLIGHT;
         for (request, remote, attrs, local) in opening {
             let handle = match self.reply_to(request).await? {
                 Reply::Handle(handle) => handle,
@@ -1420,7 +1443,7 @@ where
                 }
                 other => return Err(unexpected(&other)),
             };
-            let reads = self.read_ahead(&handle, attrs.size);
+            let reads = self.read_ahead(&handle, attrs.size, &mut budget);
             opened.push((remote, attrs, local, handle, reads));
         }
         for (remote, attrs, local, handle, reads) in opened {
@@ -1430,13 +1453,25 @@ where
         Ok(())
     }
 
-    /// A small file's READs, sent ahead: its data and the READ that finds
-    /// its end, as [`Sftp::read_data`] would plan them.
-    fn read_ahead(&mut self, handle: &[u8], size: Option<u64>) -> Vec<(u32, u64, u32)> {
+    /// A small file's READs, sent ahead while `budget` (the bytes they may
+    /// bring) lasts: its data, and a short READ that finds its end (or
+    /// that it grew: [`Sftp::read_data`] reads on from there).
+    fn read_ahead(
+        &mut self,
+        handle: &[u8],
+        size: Option<u64>,
+        budget: &mut u64,
+    ) -> Vec<(u32, u64, u32)> {
+        const END_FINDER: u32 = 4096;
         let chunk = self.session.read_len.clamp(1, crate::local::CHUNK as u32);
         let Some(size) = size.filter(|&size| size <= u64::from(chunk)) else {
             return Vec::new();
         };
+        let end_finder = END_FINDER.min(chunk);
+        let Some(left) = budget.checked_sub(size + u64::from(end_finder)) else {
+            return Vec::new();
+        };
+        *budget = left;
         let mut reads = Vec::with_capacity(2);
         if size > 0 {
             let len = size as u32;
@@ -1450,9 +1485,9 @@ where
         let id = self.send_ahead(&Request::Read {
             handle,
             offset: size,
-            len: chunk,
+            len: end_finder,
         });
-        reads.push((id, size, chunk));
+        reads.push((id, size, end_finder));
         reads
     }
 
