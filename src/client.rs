@@ -21,6 +21,7 @@ use crate::scp::{
     NameFilter, Relay, RelayOptions, Sink, SinkOptions, Source, SourceOptions, relay_into,
 };
 use crate::sftp::{DEFAULT_REQUESTS, STRIPE_MIN, Sftp, SftpDestination, SftpOptions, UploadTarget};
+use crate::spread;
 use crate::transport::ssh::{Lane, NativeTransport};
 use crate::transport::{Channel, Completion, DirectTransport, ProgramTransport, Start, Transport};
 
@@ -36,6 +37,80 @@ const REPLIES_AHEAD: usize = 64;
 /// not what limits the copy).
 const STRIPES: usize = 5;
 const STRIPE_LATENCY: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// One operand of a spread upload: the first channel walks it and makes
+/// its directories; its files go to helpers with room, or by the first
+/// channel itself. `root_exists`: the helpers' root is the target (a
+/// directory that was there), so they go into the tree's top first.
+async fn spread_one<R, W>(
+    primary: &mut Source<'_, R, W>,
+    helpers: &mut spread::Helpers,
+    path: &Path,
+    root_exists: bool,
+    (recursive, preserve): (bool, bool),
+) -> Result<(), SessionError>
+where
+    R: AsyncRead + Unpin,
+    W: DataWrite,
+{
+    let mut walk = walk::Walk::new(path, recursive);
+    // The directories the walk is in, from the operand's top, and their
+    // own modes.
+    let mut inside: spread::Way = Vec::new();
+    let mut modes: Vec<u32> = Vec::new();
+    while let Some(step) = walk.next() {
+        match step {
+            walk::Step::File { path, file, meta } => {
+                let way = if root_exists {
+                    Some(inside.clone())
+                } else {
+                    inside.get(1..).map(<[_]>::to_vec)
+                };
+                let job = match way {
+                    Some(way) => helpers.offer(spread::Job::File {
+                        way,
+                        path,
+                        file,
+                        meta: Box::new(meta),
+                    }),
+                    None => Some(spread::Job::File {
+                        way: Vec::new(),
+                        path,
+                        file,
+                        meta: Box::new(meta),
+                    }),
+                };
+                if let Some(spread::Job::File {
+                    path, file, meta, ..
+                }) = job
+                {
+                    primary.send_walk_file(&path, file, &meta).await?;
+                }
+            }
+            walk::Step::Directory(directory) => {
+                if primary.send_walk_directory(&directory).await? {
+                    let mode = std::os::unix::fs::MetadataExt::mode(&directory.meta);
+                    inside.push((directory.name(), (mode & 0o7777) | 0o700));
+                    modes.push(mode);
+                    helpers.start();
+                    walk.enter(directory);
+                }
+            }
+            walk::Step::Leave => {
+                inside.pop();
+                let mode = modes.pop().unwrap_or(0o700);
+                // Its times (-p), or a mode without owner rwx, are set by
+                // the first channel's `E`: after every file in it.
+                if preserve || mode & 0o700 != 0o700 {
+                    helpers.sync().await;
+                }
+                primary.send_walk_end().await?;
+            }
+            walk::Step::Problem(message) => primary.send_walk_problem(&message).await?,
+        }
+    }
+    Ok(())
+}
 
 /// Whether an upload has a file big enough to stripe.
 fn has_big_file(steps: &[ToRemote]) -> bool {
@@ -149,6 +224,8 @@ struct Client<'a> {
     failed: bool,
     /// Hosts found to have no scp: reached over SFTP from then on.
     without_scp: std::collections::HashSet<(Option<String>, String, Option<u16>)>,
+    /// How long the last upload's remote scp took to give its go-ahead.
+    go_ahead_time: Option<std::time::Duration>,
 }
 
 /// How a client run ended, as scp's exit status says it.
@@ -206,6 +283,7 @@ pub async fn run(invocation: &Invocation, events: &dyn Events, umask: u32) -> Ou
             || invocation.target_must_be_directory,
         failed: false,
         without_scp: std::collections::HashSet::new(),
+        go_ahead_time: None,
     };
     match &plan.destination {
         Destination::Remote { target, steps } => client.upload_all(steps, target).await,
@@ -249,6 +327,16 @@ impl<'a> Client<'a> {
                     if !started {
                         started = true;
                         upload = self.open_upload(target, has_big_file(steps)).await;
+                        if let Some(paths) = self.spreads(steps)
+                            && let Some(Upload {
+                                session: UploadSession::Scp(primary),
+                                completions,
+                            }) = upload.take()
+                        {
+                            return self
+                                .upload_spread(primary, completions, &paths, target)
+                                .await;
+                        }
                     }
                     let Some(open) = upload.as_mut() else {
                         continue;
@@ -269,6 +357,144 @@ impl<'a> Client<'a> {
             let closed = open.session.close().await;
             self.conclude(closed, open.completions).await;
         }
+    }
+
+    /// The local sources of an upload that goes over several channels
+    /// (see `spread`): the built-in client in legacy mode, no `-l`, every
+    /// operand local, and enough files to pay for it.
+    fn spreads(&self, steps: &[ToRemote]) -> Option<Vec<PathBuf>> {
+        // Over a short link one channel keeps up: its go-ahead (a round
+        // trip and the remote scp's start) says how long the link is.
+        let far = self
+            .go_ahead_time
+            .is_some_and(|t| t >= spread::SPREAD_LATENCY);
+        if !far
+            || self.invocation.sftp
+            || self.limit().is_some()
+            || !matches!(self.transport, Transport::Native(_))
+        {
+            return None;
+        }
+        let paths = steps
+            .iter()
+            .map(|step| match step {
+                ToRemote::Upload(path) => Some(PathBuf::from(path)),
+                _ => None,
+            })
+            .collect::<Option<Vec<_>>>()?;
+        let recursive = self.invocation.recursive;
+        walk::at_least(
+            paths.iter().map(PathBuf::as_path),
+            recursive,
+            spread::SPREAD_MIN,
+        )
+        .then_some(paths)
+    }
+
+    /// An upload over the first channel and helpers (see `spread`).
+    async fn upload_spread(
+        &mut self,
+        mut primary: Box<RemoteSource<'a>>,
+        mut completions: Vec<Completion>,
+        paths: &[PathBuf],
+        target: &Remote,
+    ) {
+        // Helpers are `scp -r -d -t target`: with one operand, the first
+        // of them, opened before anything is sent, also tells whether the
+        // target is a directory already (then a tree goes inside it, and
+        // the helpers start by going in; else the tree takes its name).
+        let mut command = self.remote_command("-t", &target.path).into_vec();
+        let role = command
+            .windows(4)
+            .position(|w| w == b" -t ")
+            .unwrap_or(command.len());
+        let mut flags = Vec::new();
+        if !self.invocation.recursive {
+            flags.extend_from_slice(b" -r");
+        }
+        if !self.target_must_be_directory {
+            flags.extend_from_slice(b" -d");
+        }
+        command.splice(role..role, flags);
+        let command = OsString::from_vec(command);
+        let (mut root_exists, mut probe, mut count) = (true, None, spread::HELPERS);
+        if paths.len() == 1 {
+            let opened = self
+                .transport
+                .open(target, Start::Command(&command), self.events, Lane::Shared)
+                .await;
+            // Only an answer says what the target is: with none (no channel
+            // granted, no go-ahead), there are no helpers.
+            count = 0;
+            if let Ok(mut channel) = opened {
+                channel.completion.hold_stderr();
+                let mut go_ahead = [1u8];
+                match channel.reader.read(&mut go_ahead).await {
+                    Ok(1) if go_ahead[0] == 0 => {
+                        probe = Some(channel);
+                        count = spread::HELPERS;
+                    }
+                    Ok(1) => {
+                        // Refused: not a directory (yet).
+                        root_exists = false;
+                        count = spread::HELPERS;
+                        channel.completion.terminate().await;
+                    }
+                    _ => channel.completion.terminate().await,
+                }
+            }
+        }
+        let options = SourceOptions {
+            recursive: true,
+            preserve: self.invocation.preserve,
+            limit: None,
+        };
+        let events = self.events;
+        let (recursive, preserve) = (self.invocation.recursive, self.invocation.preserve);
+        let (mut helpers, runs) = spread::helpers(
+            &self.transport,
+            (target, &command),
+            options,
+            events,
+            (root_exists, count),
+            probe,
+        );
+        let first = async move {
+            let sent = async {
+                for path in paths {
+                    let flags = (recursive, preserve);
+                    spread_one(&mut primary, &mut helpers, path, root_exists, flags).await?;
+                }
+                Ok::<(), SessionError>(())
+            }
+            .await;
+            // The helpers end once they have done what they were given.
+            drop(helpers);
+            match sent {
+                Ok(()) => primary.close().await,
+                Err(error) => Err(error),
+            }
+        };
+        let (outcome, ends) =
+            futures_util::future::join(first, futures_util::future::join_all(runs)).await;
+        let used = ends
+            .iter()
+            .filter(|(_, completion)| completion.is_some())
+            .count();
+        if self.events.verbose() {
+            let line = format!("Upload over {} channels\n", used + 1);
+            self.events.debug(line.as_bytes());
+        }
+        let mut outcome = outcome;
+        for (ended, completion) in ends {
+            match (ended, &mut outcome) {
+                (Ok(summary), Ok(total)) => total.errors += summary.errors,
+                (Ok(_), Err(_)) => {}
+                (Err(error), _) => self.session_failed(&error),
+            }
+            completions.extend(completion);
+        }
+        self.conclude(outcome, completions).await;
     }
 
     /// `-3`: both remote ends opened from here, the stream passed through.
@@ -481,6 +707,7 @@ impl<'a> Client<'a> {
                 return None;
             }
         };
+        let asked = std::time::Instant::now();
         let channel = match self.scp_runs(target, channel).await {
             ScpRuns::Yes(channel) => *channel,
             ScpRuns::NoScp => return self.open_sftp_upload(target, big).await,
@@ -496,6 +723,7 @@ impl<'a> Client<'a> {
             self.conclude(Err(error), vec![channel.completion]).await;
             return None;
         }
+        self.go_ahead_time = Some(asked.elapsed());
         Some(Upload {
             session: UploadSession::Scp(Box::new(source)),
             completions: vec![channel.completion],

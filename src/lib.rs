@@ -21,4 +21,5 @@ pub mod report;
 pub mod scp;
 pub mod server;
 pub mod sftp;
+pub mod spread;
 pub mod transport;

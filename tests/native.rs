@@ -1420,3 +1420,95 @@ fn shell_syntax_in_host_or_user_names_never_reaches_a_shell() {
         assert!(!work.path().join("PWNED").exists(), "{args:?}");
     }
 }
+
+/// Over a long link (10 ms each way through examples/delay_proxy), a tree
+/// upload goes over several exec channels of the connection; the tree,
+/// modes and -p times are what one channel (and scp -O) would make, into
+/// a new name and into an existing directory, and a file that cannot be
+/// sent is reported as before.
+#[test]
+fn tree_uploads_over_a_long_link_spread_over_channels() {
+    let Some(sshd) = Sshd::start() else { return };
+    let far = sshd.far(10);
+    let work = tempfile::tempdir().unwrap();
+    let tree = work.path().join("tree");
+    for i in 0..30 {
+        write(tree.join(format!("f{i}")), &pattern(3000 + i, i as u64));
+        write(tree.join(format!("sub/g{i}")), &pattern(100 + i, 7));
+    }
+    for i in 0..5 {
+        write(tree.join(format!("sub/deeper/h{i}")), b"h");
+    }
+    chmod(tree.join("sub"), 0o750);
+    chmod(tree.join("sub/deeper"), 0o500);
+    set_times(tree.join("sub/deeper"), 1_000_000_000, 1_000_000_000);
+    set_times(tree.join("sub"), 1_100_000_000, 1_100_000_000);
+    set_times(tree.join("f3"), 1_200_000_000, 1_200_000_000);
+    for (args, times) in [("-r", false), ("-rp", true)] {
+        let new_name = work.path().join(format!("new{args}"));
+        let out = run(rscp()
+            .args(["-v", args, "-F"])
+            .arg(&far.config)
+            .arg(&tree)
+            .arg(format!("far:{}", new_name.display())));
+        assert_success(&out);
+        assert!(
+            stderr(&out).contains("Upload over 5 channels"),
+            "{}",
+            stderr(&out)
+        );
+        assert_same_tree(&tree, &new_name);
+        assert_same_metadata(&tree, &new_name, times);
+
+        let into = work.path().join(format!("into{args}"));
+        fs::create_dir(&into).unwrap();
+        let out = run(rscp()
+            .args([args, "-F"])
+            .arg(&far.config)
+            .arg(&tree)
+            .arg(format!("far:{}", into.display())));
+        assert_success(&out);
+        assert_eq!(stderr(&out), "");
+        assert_same_tree(&tree, &into.join("tree"));
+        assert_same_metadata(&tree, &into.join("tree"), times);
+        assert_eq!(
+            listing(&into)
+                .iter()
+                .filter(|p| p.components().count() == 1)
+                .count(),
+            1
+        );
+    }
+    // Several operands, and one that cannot be sent: reported, exit 1,
+    // the rest copied, as scp -O does.
+    let fifo = work.path().join("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+    let several = work.path().join("several");
+    fs::create_dir(&several).unwrap();
+    let mut sources: Vec<std::path::PathBuf> =
+        (0..20).map(|i| tree.join(format!("f{i}"))).collect();
+    sources.insert(5, fifo.clone());
+    let out = run(rscp()
+        .arg("-F")
+        .arg(&far.config)
+        .args(&sources)
+        .arg(format!("far:{}", several.display())));
+    assert_exit(&out, 1);
+    assert_eq!(
+        stderr(&out),
+        format!("rscp: {}: not a regular file\n", fifo.display())
+    );
+    for i in 0..20 {
+        let name = format!("f{i}");
+        assert_eq!(
+            fs::read(several.join(&name)).unwrap(),
+            fs::read(tree.join(&name)).unwrap()
+        );
+    }
+    let theirs = run(std::process::Command::new("scp")
+        .args(["-O", "-F"])
+        .arg(&far.config)
+        .args(&sources)
+        .arg(format!("far:{}", several.display())));
+    assert_exit(&theirs, 1);
+}

@@ -755,32 +755,9 @@ fn a_big_upload_striped_over_several_sessions_is_whole() {
 /// channel's window would cap it, and arrives whole; a small one does not.
 #[test]
 fn a_big_upload_over_a_long_link_is_striped_and_whole() {
-    use std::io::BufRead;
     let Some(sshd) = Sshd::start() else { return };
-    let proxy_path = rscp_path().parent().unwrap().join("examples/delay_proxy");
-    let mut proxy = Command::new(&proxy_path)
-        .arg(sshd.port.to_string())
-        .arg("10")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{}: {e}", proxy_path.display()));
-    let mut port = String::new();
-    std::io::BufReader::new(proxy.stdout.take().unwrap())
-        .read_line(&mut port)
-        .unwrap();
-    let port = port.trim().to_owned();
-    let dir = sshd.ssh_config().parent().unwrap().to_owned();
-    let mut known = fs::read_to_string(dir.join("known_hosts")).unwrap();
-    known += &format!("[127.0.0.1]:{port} {}\n", sshd.host_key());
-    fs::write(dir.join("known_hosts"), known).unwrap();
-    let config = dir.join("far_config");
-    let fixture = fs::read_to_string(sshd.ssh_config()).unwrap();
-    fs::write(
-        &config,
-        format!("Host far\n\tHostName 127.0.0.1\n\tPort {port}\n{fixture}"),
-    )
-    .unwrap();
+    let far = sshd.far(10);
+    let config = far.config.clone();
 
     let work = tempfile::tempdir().unwrap();
     let big = pattern(40 * 1024 * 1024 + 3, 21);
@@ -793,8 +770,7 @@ fn a_big_upload_over_a_long_link_is_striped_and_whole() {
         .arg(work.path().join("big"))
         .arg(work.path().join("small"))
         .arg(format!("far:{}", work.path().join("got").display())));
-    let _ = proxy.kill();
-    let _ = proxy.wait();
+    drop(far);
     let said = stderr(&out);
     assert_success(&out);
     assert!(

@@ -176,6 +176,27 @@ pub fn count<'p>(paths: impl Iterator<Item = &'p Path>, recursive: bool) -> (u64
     (files, bytes)
 }
 
+/// Whether `paths` hold at least `most` files (the walk stops there).
+pub fn at_least<'p>(paths: impl Iterator<Item = &'p Path>, recursive: bool, most: u64) -> bool {
+    let mut files = 0u64;
+    for path in paths {
+        let mut walk = Walk::new(path, recursive);
+        while let Some(step) = walk.next() {
+            match step {
+                Step::File { .. } => {
+                    files += 1;
+                    if files >= most {
+                        return true;
+                    }
+                }
+                Step::Directory(directory) => walk.enter(directory),
+                Step::Leave | Step::Problem(_) => {}
+            }
+        }
+    }
+    false
+}
+
 /// scp strips trailing slashes (but keeps a lone `/`).
 fn trim_trailing_slashes(path: &Path) -> PathBuf {
     let bytes = path.as_os_str().as_bytes();

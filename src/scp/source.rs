@@ -117,6 +117,42 @@ where
         }
     }
 
+    /// One step of a walk the caller drives (for uploads spread over
+    /// several channels): a directory's records (true when the sink took
+    /// it), the end of one, a file, or a problem with one.
+    pub async fn send_walk_directory(
+        &mut self,
+        directory: &Directory,
+    ) -> Result<bool, SessionError> {
+        self.send_directory(directory).await
+    }
+
+    pub async fn send_walk_end(&mut self) -> Result<(), SessionError> {
+        self.send_end().await
+    }
+
+    pub async fn send_walk_file(
+        &mut self,
+        path: &Path,
+        file: File,
+        meta: &fs::Metadata,
+    ) -> Result<(), SessionError> {
+        self.send_file(path, file, meta).await
+    }
+
+    pub async fn send_walk_problem(&mut self, message: &str) -> Result<(), SessionError> {
+        self.fail(message).await
+    }
+
+    /// Goes into a directory that exists already at the sink (made by
+    /// another channel): a `D` record with no times. False if refused.
+    pub async fn enter_existing(&mut self, name: &[u8], mode: u32) -> Result<bool, SessionError> {
+        let line = record::directory_line(mode, name);
+        self.debug(b"Entering directory: ", &line);
+        self.send_record(&line).await?;
+        self.expect_ok().await
+    }
+
     /// Reads the replies still owed for files' data (each error shown and
     /// counted).
     pub async fn settle(&mut self) -> Result<(), SessionError> {

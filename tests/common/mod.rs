@@ -741,3 +741,48 @@ pub fn whoami() -> String {
     let out = Command::new("id").arg("-un").output().expect("id -un");
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
+
+/// examples/delay_proxy in front of an sshd (`one_way_ms` each way) and a
+/// client config that reaches it as `far`; the proxy ends with this.
+pub struct Far {
+    pub config: PathBuf,
+    proxy: Child,
+}
+
+impl Drop for Far {
+    fn drop(&mut self) {
+        let _ = self.proxy.kill();
+        let _ = self.proxy.wait();
+    }
+}
+
+impl Sshd {
+    pub fn far(&self, one_way_ms: u64) -> Far {
+        use std::io::BufRead;
+        let path = rscp_path().parent().unwrap().join("examples/delay_proxy");
+        let mut proxy = Command::new(&path)
+            .arg(self.port.to_string())
+            .arg(one_way_ms.to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let mut port = String::new();
+        std::io::BufReader::new(proxy.stdout.take().unwrap())
+            .read_line(&mut port)
+            .unwrap();
+        let port = port.trim().to_owned();
+        let dir = self.dir.path();
+        let mut known = fs::read_to_string(dir.join("known_hosts")).unwrap();
+        known += &format!("[127.0.0.1]:{port} {}\n", self.host_key());
+        fs::write(dir.join("known_hosts"), known).unwrap();
+        let config = dir.join(format!("far_config_{port}"));
+        let fixture = fs::read_to_string(self.ssh_config()).unwrap();
+        fs::write(
+            &config,
+            format!("Host far\n\tHostName 127.0.0.1\n\tPort {port}\n{fixture}"),
+        )
+        .unwrap();
+        Far { config, proxy }
+    }
+}

@@ -1,0 +1,288 @@
+//! Legacy uploads of many files over several exec channels of one
+//! connection. `scp -t` must accept a file's header before its data, so
+//! one channel pays a round trip per file. Helpers, more `scp -t`
+//! sessions with the same target, take files while the first channel
+//! walks the trees and makes their directories; they go into a directory
+//! only once it is made, and a directory is finished (its `-p` times, a
+//! mode that locks its owner out) only once they are done in it.
+
+use std::ffi::OsStr;
+use std::fs::{File, Metadata};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::io::AsyncReadExt;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::engine::{DataWrite, SessionError, Summary};
+use crate::escape::path_for_terminal;
+use crate::events::Events;
+use crate::operand::Remote;
+use crate::scp::{Source, SourceOptions};
+use crate::transport::ssh::Lane;
+use crate::transport::{Channel, Completion, Start, Transport};
+
+/// Helpers besides the first channel (sshd's MaxSessions is 10).
+pub const HELPERS: usize = 4;
+
+/// Files from this many up are spread.
+pub const SPREAD_MIN: u64 = 16;
+
+/// The first channel's go-ahead time from which helpers pay.
+pub const SPREAD_LATENCY: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Files waiting per helper: when all are full, the first channel sends
+/// the file itself.
+const QUEUE: usize = 4;
+
+/// The directories from a helper's root to a file: names and modes (owner
+/// rwx added, as the first channel made them).
+pub type Way = Vec<(Vec<u8>, u32)>;
+
+pub enum Job {
+    File {
+        way: Way,
+        path: PathBuf,
+        file: File,
+        meta: Box<Metadata>,
+    },
+    /// Everything handed over so far answered, and back at the root.
+    Sync(oneshot::Sender<()>),
+}
+
+/// The first channel's side: where files are handed over.
+pub struct Helpers {
+    queues: Vec<(mpsc::Sender<Job>, Arc<AtomicBool>)>,
+    next: usize,
+    /// Set once the helpers may start (their root exists).
+    ready: watch::Sender<bool>,
+}
+
+impl Helpers {
+    /// Hands a file to a helper that has started and has room; gives it
+    /// back when none has.
+    pub fn offer(&mut self, mut job: Job) -> Option<Job> {
+        let count = self.queues.len();
+        for i in 0..count {
+            let at = (self.next + i) % count;
+            let (queue, started) = &self.queues[at];
+            if !started.load(Ordering::Acquire) {
+                continue;
+            }
+            match queue.try_send(job) {
+                Ok(()) => {
+                    self.next = at + 1;
+                    return None;
+                }
+                Err(
+                    mpsc::error::TrySendError::Full(back) | mpsc::error::TrySendError::Closed(back),
+                ) => job = back,
+            }
+        }
+        Some(job)
+    }
+
+    /// Waits until every helper has had all it was handed answered.
+    pub async fn sync(&self) {
+        let mut acks = Vec::new();
+        // (One that has not started was handed nothing.)
+        for (queue, started) in &self.queues {
+            if !started.load(Ordering::Acquire) {
+                continue;
+            }
+            let (done, ack) = oneshot::channel();
+            if queue.send(Job::Sync(done)).await.is_ok() {
+                acks.push(ack);
+            }
+        }
+        for ack in acks {
+            let _ = ack.await;
+        }
+    }
+
+    /// The helpers' root exists: they may open their channels.
+    pub fn start(&self) {
+        let _ = self.ready.send(true);
+    }
+}
+
+/// What a helper did: its session's outcome and its remote side.
+pub type HelperEnd = (Result<Summary, SessionError>, Option<Completion>);
+
+/// The helpers, ready to run, and the first channel's handle on them.
+/// `root_exists`: their root is there already (else [`Helpers::start`]
+/// says when). `first`: a channel already open and started (the probe).
+pub fn helpers<'a>(
+    transport: &'a Transport,
+    (target, command): (&'a Remote, &'a OsStr),
+    options: SourceOptions,
+    events: &'a dyn Events,
+    (root_exists, count): (bool, usize),
+    first: Option<Channel>,
+) -> (Helpers, Vec<impl Future<Output = HelperEnd> + 'a>) {
+    let (ready, ready_seen) = watch::channel(root_exists);
+    let mut queues = Vec::new();
+    let mut runs = Vec::new();
+    let mut first = first;
+    for _ in 0..count {
+        let (queue, jobs) = mpsc::channel(QUEUE);
+        let started = Arc::new(AtomicBool::new(false));
+        queues.push((queue, started.clone()));
+        let run = Helper {
+            transport,
+            target,
+            command,
+            options,
+            events,
+        }
+        .run(ready_seen.clone(), jobs, first.take(), started);
+        runs.push(run);
+    }
+    let helpers = Helpers {
+        queues,
+        next: 0,
+        ready,
+    };
+    (helpers, runs)
+}
+
+struct Helper<'a> {
+    transport: &'a Transport,
+    target: &'a Remote,
+    command: &'a OsStr,
+    options: SourceOptions,
+    events: &'a dyn Events,
+}
+
+impl<'a> Helper<'a> {
+    async fn run(
+        self,
+        mut ready: watch::Receiver<bool>,
+        mut jobs: mpsc::Receiver<Job>,
+        first: Option<Channel>,
+        started: Arc<AtomicBool>,
+    ) -> HelperEnd {
+        let channel = match first {
+            Some(channel) => channel,
+            None => {
+                // Gone (the first channel is done) before the root came.
+                if ready.wait_for(|&ok| ok).await.is_err() {
+                    return (Ok(Summary::default()), None);
+                }
+                let opened = self
+                    .transport
+                    .open(
+                        self.target,
+                        Start::Command(self.command),
+                        self.events,
+                        Lane::Shared,
+                    )
+                    .await;
+                let Ok(mut channel) = opened else {
+                    return (Ok(Summary::default()), None);
+                };
+                // Its go-ahead, quietly: a helper that cannot start is
+                // not used (the first channel sends everything then).
+                channel.completion.hold_stderr();
+                let mut go_ahead = [1u8];
+                let read = channel.reader.read(&mut go_ahead).await;
+                if !matches!(read, Ok(1)) || go_ahead[0] != 0 {
+                    channel.completion.terminate().await;
+                    return (Ok(Summary::default()), None);
+                }
+                channel
+            }
+        };
+        let Channel {
+            reader,
+            writer,
+            completion,
+        } = channel;
+        let mut source = Source::new(reader, writer, self.options, self.events);
+        started.store(true, Ordering::Release);
+        let outcome = self.work(&mut source, &mut jobs).await;
+        let outcome = match outcome {
+            Ok(()) => source.close().await,
+            Err(error) => {
+                // What it still held is not lost silently.
+                started.store(false, Ordering::Release);
+                jobs.close();
+                while let Some(job) = jobs.recv().await {
+                    if let Job::File { path, .. } = job {
+                        let message = format!("{}: not sent: {error}", path_for_terminal(&path));
+                        self.events.error(&message);
+                    }
+                }
+                Err(error)
+            }
+        };
+        (outcome, Some(completion))
+    }
+
+    async fn work<R, W>(
+        &self,
+        source: &mut Source<'_, R, W>,
+        jobs: &mut mpsc::Receiver<Job>,
+    ) -> Result<(), SessionError>
+    where
+        R: tokio::io::AsyncRead + Unpin,
+        W: DataWrite,
+    {
+        let mut at: Way = Vec::new();
+        while let Some(job) = jobs.recv().await {
+            match job {
+                Job::File {
+                    way,
+                    path,
+                    file,
+                    meta,
+                } => {
+                    if go(source, &mut at, &way).await? {
+                        source.send_walk_file(&path, file, &meta).await?;
+                    } else {
+                        let message =
+                            format!("{}: not sent: directory refused", path_for_terminal(&path));
+                        self.events.error(&message);
+                    }
+                }
+                Job::Sync(done) => {
+                    go(source, &mut at, &Vec::new()).await?;
+                    source.settle().await?;
+                    let _ = done.send(());
+                }
+            }
+        }
+        go(source, &mut at, &Vec::new()).await?;
+        Ok(())
+    }
+}
+
+/// Moves a helper from the directory it is in to `way`: out with `E`,
+/// in with `D`. False if a directory was refused.
+async fn go<R, W>(
+    source: &mut Source<'_, R, W>,
+    at: &mut Way,
+    way: &Way,
+) -> Result<bool, SessionError>
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: DataWrite,
+{
+    let common = at
+        .iter()
+        .zip(way)
+        .take_while(|(here, there)| here.0 == there.0)
+        .count();
+    while at.len() > common {
+        source.send_walk_end().await?;
+        at.pop();
+    }
+    for (name, mode) in &way[common..] {
+        if !source.enter_existing(name, *mode).await? {
+            return Ok(false);
+        }
+        at.push((name.clone(), *mode));
+    }
+    Ok(true)
+}
