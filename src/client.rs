@@ -427,20 +427,18 @@ impl<'a> Client<'a> {
             // granted, no go-ahead), there are no helpers.
             count = 0;
             if let Ok(mut channel) = opened {
-                channel.completion.hold_stderr();
-                let mut go_ahead = [1u8];
-                match channel.reader.read(&mut go_ahead).await {
-                    Ok(1) if go_ahead[0] == 0 => {
+                match spread::go_ahead(&mut channel).await {
+                    Some(true) => {
                         probe = Some(channel);
                         count = spread::HELPERS;
                     }
-                    Ok(1) => {
+                    Some(false) => {
                         // Refused: not a directory (yet).
                         root_exists = false;
                         count = spread::HELPERS;
                         channel.completion.terminate().await;
                     }
-                    _ => channel.completion.terminate().await,
+                    None => channel.completion.terminate().await,
                 }
             }
         }

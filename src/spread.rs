@@ -182,12 +182,9 @@ impl<'a> Helper<'a> {
                 let Ok(mut channel) = opened else {
                     return (Ok(Summary::default()), None);
                 };
-                // Its go-ahead, quietly: a helper that cannot start is
-                // not used (the first channel sends everything then).
-                channel.completion.hold_stderr();
-                let mut go_ahead = [1u8];
-                let read = channel.reader.read(&mut go_ahead).await;
-                if !matches!(read, Ok(1)) || go_ahead[0] != 0 {
+                // A helper that cannot start is not used (the first
+                // channel sends everything then).
+                if go_ahead(&mut channel).await != Some(true) {
                     channel.completion.terminate().await;
                     return (Ok(Summary::default()), None);
                 }
@@ -255,6 +252,18 @@ impl<'a> Helper<'a> {
         }
         go(source, &mut at, &Vec::new()).await?;
         Ok(())
+    }
+}
+
+/// A helper's go-ahead, read quietly (its stderr held back): `Some(true)`
+/// for `\0`, `Some(false)` for a refusal (for `-d`: the target is not a
+/// directory), `None` for no answer.
+pub async fn go_ahead(channel: &mut Channel) -> Option<bool> {
+    channel.completion.hold_stderr();
+    let mut first = [1u8];
+    match channel.reader.read(&mut first).await {
+        Ok(1) => Some(first[0] == 0),
+        _ => None,
     }
 }
 
