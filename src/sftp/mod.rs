@@ -516,15 +516,14 @@ where
         &mut self,
         path: &[u8],
     ) -> Result<Result<Vec<codec::NameEntry>, String>, SessionError> {
-        let handle = match self
+        let opened = self
             .call(&Request::Opendir {
                 path: nonempty(path),
             })
-            .await?
-        {
-            Reply::Handle(handle) => handle,
-            Reply::Status { code, message } => return Ok(Err(status_text(code, &message))),
-            other => return Err(unexpected(&other)),
+            .await?;
+        let handle = match handle_of(opened)? {
+            Ok(handle) => handle,
+            Err(why) => return Ok(Err(why)),
         };
         let mut entries = Vec::new();
         let mut bytes = 0usize;
@@ -758,13 +757,13 @@ where
             opened.push((request, path, file, meta, remote));
         }
         for (request, path, file, meta, remote) in opened {
-            let handle = match self.reply_to(request).await? {
-                Reply::Handle(handle) => handle,
-                Reply::Status { code, message } => {
-                    self.fail_remote(&remote, &status_text(code, &message));
+            let answer = self.reply_to(request).await?;
+            let handle = match handle_of(answer)? {
+                Ok(handle) => handle,
+                Err(why) => {
+                    self.fail_remote(&remote, &why);
                     continue;
                 }
-                other => return Err(unexpected(&other)),
             };
             self.upload_file(&path, file, &meta, &remote, handle)
                 .await?;
@@ -916,11 +915,8 @@ where
         let ours = async {
             let (stopped, local, mut remote, unanswered) =
                 self.write_data(handle, file.clone(), range(0), id).await?;
-            let mut in_flight = unanswered.into();
-            while !std::collections::VecDeque::is_empty(&in_flight) {
-                if let Some(why) = self.await_write(&mut in_flight).await? {
-                    remote.get_or_insert(why);
-                }
+            if let Some(why) = self.await_writes(unanswered).await? {
+                remote.get_or_insert(why);
             }
             Ok::<Written, SessionError>((stopped, local, remote, Vec::new()))
         };
@@ -964,25 +960,33 @@ where
             flags: codec::OPEN_WRITE,
             attrs: &Attrs::default(),
         };
-        let handle = match self.call(&open).await? {
-            Reply::Handle(handle) => handle,
-            Reply::Status { code, message } => {
-                return Ok((range.0, None, Some(status_text(code, &message))));
-            }
-            other => return Err(unexpected(&other)),
+        let opened = self.call(&open).await?;
+        let handle = match handle_of(opened)? {
+            Ok(handle) => handle,
+            Err(why) => return Ok((range.0, None, Some(why))),
         };
         let (stopped, local_failure, mut remote_failure, unanswered) =
             self.write_data(&handle, file, range, id).await?;
-        let mut in_flight = unanswered.into();
-        while !std::collections::VecDeque::is_empty(&in_flight) {
-            if let Some(why) = self.await_write(&mut in_flight).await? {
-                remote_failure.get_or_insert(why);
-            }
+        if let Some(why) = self.await_writes(unanswered).await? {
+            remote_failure.get_or_insert(why);
         }
         if let Some(why) = self.close_handle(&handle).await? {
             remote_failure.get_or_insert(format!("close: {why}"));
         }
         Ok((stopped, local_failure, remote_failure))
+    }
+
+    /// Waits for the replies to every WRITE in `unanswered`: why the server
+    /// refused one, if it did (the first).
+    async fn await_writes(&mut self, unanswered: Vec<u32>) -> Result<Option<String>, SessionError> {
+        let mut in_flight = unanswered.into();
+        let mut refused = None;
+        while !std::collections::VecDeque::is_empty(&in_flight) {
+            if let Some(why) = self.await_write(&mut in_flight).await? {
+                refused.get_or_insert(why);
+            }
+        }
+        Ok(refused)
     }
 
     /// Waits for the reply to one of the WRITEs `in_flight` (replies left
@@ -1078,13 +1082,13 @@ where
             flags: codec::OPEN_READ,
             attrs: &Attrs::default(),
         };
-        let source = match self.call(&open).await? {
-            Reply::Handle(handle) => handle,
-            Reply::Status { code, message } => {
-                self.fail_remote(from, &status_text(code, &message));
+        let opened = self.call(&open).await?;
+        let source = match handle_of(opened)? {
+            Ok(handle) => handle,
+            Err(why) => {
+                self.fail_remote(from, &why);
                 return Ok(());
             }
-            other => return Err(unexpected(&other)),
         };
         let mut size = attrs.size;
         if size.is_none() && destination.needs_size() {
@@ -1435,13 +1439,13 @@ where
         // What the READs sent ahead may bring, held until read: bounded.
         let mut budget = MAX_IN_FLIGHT;
         for (request, remote, attrs, local) in opening {
-            let handle = match self.reply_to(request).await? {
-                Reply::Handle(handle) => handle,
-                Reply::Status { code, message } => {
-                    self.fail_remote(&remote, &status_text(code, &message));
+            let answer = self.reply_to(request).await?;
+            let handle = match handle_of(answer)? {
+                Ok(handle) => handle,
+                Err(why) => {
+                    self.fail_remote(&remote, &why);
                     continue;
                 }
-                other => return Err(unexpected(&other)),
             };
             let reads = self.read_ahead(&handle, attrs.size, &mut budget);
             opened.push((remote, attrs, local, handle, reads));
@@ -1702,6 +1706,16 @@ fn memory_of(entries: &[codec::NameEntry]) -> usize {
         .iter()
         .map(|e| std::mem::size_of::<codec::NameEntry>() + e.filename.capacity())
         .sum()
+}
+
+/// A reply that should carry a handle: the handle, or why the server
+/// refused.
+fn handle_of(reply: Reply) -> Result<Result<Vec<u8>, String>, SessionError> {
+    match reply {
+        Reply::Handle(handle) => Ok(Ok(handle)),
+        Reply::Status { code, message } => Ok(Err(status_text(code, &message))),
+        other => Err(unexpected(&other)),
+    }
 }
 
 /// SFTP has no empty path: the login directory is `.`.

@@ -7,9 +7,10 @@ use std::collections::VecDeque;
 
 use tokio::io::AsyncRead;
 
-use super::codec::{self, Attrs, Reply, Request};
-use super::session::{status_text, unexpected};
-use super::{FILE_MODE_BITS, RemoteDirectory, Sftp, UploadTarget, clamp_time, remote_name};
+use super::codec::{self, Attrs, Request};
+use super::{
+    FILE_MODE_BITS, RemoteDirectory, Sftp, UploadTarget, clamp_time, handle_of, remote_name,
+};
 use crate::engine::{DataWrite, Destination, Refusal, SessionError, Times};
 
 pub struct SftpDestination<'s, 'e, R, W> {
@@ -116,13 +117,10 @@ where
             flags: codec::OPEN_WRITE | codec::OPEN_CREAT,
             attrs: &create,
         };
-        let handle = match self.sftp.call(&open).await? {
-            Reply::Handle(handle) => handle,
-            Reply::Status { code, message } => {
-                let why = status_text(code, &message);
-                return Ok(Some(self.sftp.fail_remote(&path, &why)));
-            }
-            other => return Err(unexpected(&other)),
+        let opened = self.sftp.call(&open).await?;
+        let handle = match handle_of(opened)? {
+            Ok(handle) => handle,
+            Err(why) => return Ok(Some(self.sftp.fail_remote(&path, &why))),
         };
         self.file = Some(WrittenFile {
             handle,
