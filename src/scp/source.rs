@@ -437,11 +437,7 @@ where
         mode: u32,
         times: Option<Times>,
     ) -> Result<Refusal, SessionError> {
-        if let Some(times) = times
-            && let Some(why) = self
-                .send_times_of(seconds(times.mtime), seconds(times.atime))
-                .await?
-        {
+        if let Some(why) = self.send_relayed_times(times).await? {
             return Ok(Some(why));
         }
         let line = record::directory_line(mode, name);
@@ -462,11 +458,7 @@ where
         size: u64,
         times: Option<Times>,
     ) -> Result<Refusal, SessionError> {
-        if let Some(times) = times
-            && let Some(why) = self
-                .send_times_of(seconds(times.mtime), seconds(times.atime))
-                .await?
-        {
+        if let Some(why) = self.send_relayed_times(times).await? {
             return Ok(Some(why));
         }
         let line = record::file_line(mode, size, name);
@@ -520,6 +512,23 @@ where
             None => self.wire.send_ok().await?,
         }
         self.expect_answer().await
+    }
+}
+
+impl<R, W> Source<'_, R, W>
+where
+    R: AsyncRead + Unpin,
+    W: DataWrite,
+{
+    /// The `T` record for a relayed entry, if the origin gave times.
+    async fn send_relayed_times(&mut self, times: Option<Times>) -> Result<Refusal, SessionError> {
+        match times {
+            Some(times) => {
+                self.send_times_of(seconds(times.mtime), seconds(times.atime))
+                    .await
+            }
+            None => Ok(None),
+        }
     }
 }
 
