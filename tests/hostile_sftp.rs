@@ -613,24 +613,30 @@ fn relay_to_scp(
     (outcome, errors, sent)
 }
 
+/// Replies to a file's READs: "hello", then its end.
+fn hello_then_end() -> impl FnMut(u32) -> Vec<Vec<u8>> {
+    let mut reads = 0;
+    move |id| {
+        reads += 1;
+        if reads == 1 {
+            vec![data(id, b"hello")]
+        } else {
+            vec![status(id, 1)]
+        }
+    }
+}
+
 /// A file the server says is 1 TiB that ends after 5 bytes: no terabyte
 /// of zeros to the destination, a protocol error. A shortfall that could be
 /// a file that shrank is padded, and the sink told the file is bad.
 #[test]
 fn a_relayed_file_shorter_than_its_stated_size_is_not_padded_without_end() {
     for (size, refused) in [(1u64 << 40, true), (4096, false)] {
-        let mut reads = 0;
+        let mut read = hello_then_end();
         let (outcome, errors, sent) = relay_to_scp(move |asked| match asked.kind {
             17 | 7 => vec![attrs_reply(asked.id, FILE, size)],
             3 => vec![handle(asked.id, b"h")],
-            5 => {
-                reads += 1;
-                if reads == 1 {
-                    vec![data(asked.id, b"hello")]
-                } else {
-                    vec![status(asked.id, 1)]
-                }
-            }
+            5 => read(asked.id),
             4 => vec![status(asked.id, 0)],
             _ => vec![status(asked.id, 8)],
         });
@@ -658,20 +664,13 @@ fn a_relayed_file_without_a_size_is_asked_for_it_or_refused() {
     let no_size = [&u32be(0x4)[..], &u32be(FILE)].concat();
     for fstat_knows in [true, false] {
         let no_size = no_size.clone();
-        let mut reads = 0;
+        let mut read = hello_then_end();
         let (outcome, errors, sent) = relay_to_scp(move |asked| match asked.kind {
             17 | 7 => vec![packet(105, asked.id, &no_size)],
             8 if fstat_knows => vec![attrs_reply(asked.id, FILE, 5)],
             8 => vec![packet(105, asked.id, &no_size)],
             3 => vec![handle(asked.id, b"h")],
-            5 => {
-                reads += 1;
-                if reads == 1 {
-                    vec![data(asked.id, b"hello")]
-                } else {
-                    vec![status(asked.id, 1)]
-                }
-            }
+            5 => read(asked.id),
             4 => vec![status(asked.id, 0)],
             _ => vec![status(asked.id, 8)],
         });
