@@ -324,6 +324,16 @@ fn source_against(
     files: &[PathBuf],
     events: &Captured,
 ) -> Result<Summary, SessionError> {
+    source_with(SourceOptions::default(), script, hang_up, files, events)
+}
+
+fn source_with(
+    options: SourceOptions,
+    script: Vec<Step>,
+    hang_up: bool,
+    files: &[PathBuf],
+    events: &Captured,
+) -> Result<Summary, SessionError> {
     runtime().block_on(async {
         let (ours, theirs) = tokio::io::duplex(1 << 20);
         let (our_read, our_write) = tokio::io::split(ours);
@@ -354,12 +364,18 @@ fn source_against(
                 let _ = their_read.read_to_end(&mut rest).await;
             }
         });
-        let mut source = Source::new(our_read, our_write, SourceOptions::default(), events);
-        source.start().await?;
-        for file in files {
-            source.send(file).await?;
-        }
-        source.close().await
+        let mut source = Source::new(our_read, our_write, options, events);
+        let session = async {
+            source.start().await?;
+            for file in files {
+                source.send(file).await?;
+            }
+            source.close().await
+        };
+        // A source that waits for what the script never says fails here.
+        tokio::time::timeout(std::time::Duration::from_secs(20), session)
+            .await
+            .unwrap_or_else(|_| panic!("the source is stuck"))
     })
 }
 
@@ -401,6 +417,57 @@ fn a_sink_that_answers_ahead_is_answered_in_order() {
         source_against(script, false, &[a], &events),
         Ok(Summary { errors: 0 })
     );
+}
+
+/// With -p, a file's `C` follows its `T` before the sink has answered
+/// (a sink refuses `T` only by ending): this sink reads both lines before
+/// it says anything. A `T` it refuses and survives is counted, and the
+/// file still goes; one it dies on ends the session.
+#[test]
+fn with_p_the_header_does_not_wait_for_the_times() {
+    use Step::*;
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("a");
+    write(&file, b"aa");
+    let preserve = SourceOptions {
+        preserve: true,
+        ..SourceOptions::default()
+    };
+    let events = Captured::default();
+    let script = vec![Say(b"\0"), Line, Line, Say(b"\0\0"), Bytes(3), Say(b"\0")];
+    let outcome = source_with(
+        preserve,
+        script,
+        false,
+        std::slice::from_ref(&file),
+        &events,
+    );
+    assert_eq!(outcome, Ok(Summary { errors: 0 }));
+
+    let events = Captured::default();
+    let script = vec![
+        Say(b"\0"),
+        Line,
+        Line,
+        Say(b"\x01bad times\n\0"),
+        Bytes(3),
+        Say(b"\0"),
+    ];
+    let outcome = source_with(
+        preserve,
+        script,
+        false,
+        std::slice::from_ref(&file),
+        &events,
+    );
+    assert_eq!(outcome, Ok(Summary { errors: 1 }));
+    assert_eq!(events.peer(), vec!["bad times".to_owned()]);
+
+    let events = Captured::default();
+    let script = vec![Say(b"\0"), Line, Line, Say(b"\x02no times\n")];
+    let outcome = source_with(preserve, script, false, &[file], &events);
+    assert_eq!(outcome, Err(SessionError::PeerFailed));
+    assert_eq!(events.peer(), vec!["no times".to_owned()]);
 }
 
 #[test]

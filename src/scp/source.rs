@@ -41,8 +41,9 @@ pub struct Source<'e, R, W> {
     /// `-3` into this sink: the bytes the file being passed on still
     /// needs.
     relayed_left: u64,
-    /// Replies to files' data not read yet: the next header goes out
-    /// without waiting for them (they come in order, before its own).
+    /// Replies to files' data and `T` records not read yet: the next
+    /// record goes out without waiting for them (they come in order,
+    /// before its own).
     replies_owed: usize,
 }
 
@@ -153,8 +154,8 @@ where
         self.expect_ok().await
     }
 
-    /// Reads the replies still owed for files' data (each error shown and
-    /// counted).
+    /// Reads the replies still owed, for files' data and `T` records
+    /// (each error shown and counted).
     pub async fn settle(&mut self) -> Result<(), SessionError> {
         while self.replies_owed > 0 {
             self.replies_owed -= 1;
@@ -180,8 +181,8 @@ where
     /// A directory's `T` (with `-p`) and `D` records; true when the sink
     /// accepted it, so that its contents follow.
     async fn send_directory(&mut self, directory: &Directory) -> Result<bool, SessionError> {
-        if self.options.preserve && !self.send_times(&directory.meta).await? {
-            return Ok(false);
+        if self.options.preserve {
+            self.send_times(&directory.meta).await?;
         }
         let line = record::directory_line(directory.meta.mode(), &directory.name());
         self.debug(b"Entering directory: ", &line);
@@ -195,8 +196,8 @@ where
         file: File,
         meta: &fs::Metadata,
     ) -> Result<(), SessionError> {
-        if self.options.preserve && !self.send_times(meta).await? {
-            return Ok(());
+        if self.options.preserve {
+            self.send_times(meta).await?;
         }
         let size = meta.len();
         let name = last_component(path);
@@ -343,23 +344,28 @@ where
         Ok(())
     }
 
-    /// `T` record for `meta`; false when the sink refused it.
-    async fn send_times(&mut self, meta: &fs::Metadata) -> Result<bool, SessionError> {
-        Ok(self
-            .send_times_of(meta.mtime(), meta.atime())
-            .await?
-            .is_none())
+    /// `T` record for `meta`, its answer read with the next one's: a sink
+    /// refuses `T` only by ending, so what follows need not wait for it.
+    async fn send_times(&mut self, meta: &fs::Metadata) -> Result<(), SessionError> {
+        self.send_times_line(meta.mtime(), meta.atime()).await?;
+        self.replies_owed += 1;
+        Ok(())
     }
 
+    /// `T` record, answered before anything else is sent.
     async fn send_times_of(&mut self, mtime: i64, atime: i64) -> Result<Refusal, SessionError> {
+        self.send_times_line(mtime, atime).await?;
+        self.expect_answer().await
+    }
+
+    async fn send_times_line(&mut self, mtime: i64, atime: i64) -> Result<(), SessionError> {
         let line = record::times_line(mtime, atime);
         if self.events.verbose() {
             let text = format!("File mtime {mtime} atime {atime}\n");
             self.events.debug(text.as_bytes());
             self.debug(b"Sending file timestamps: ", &line);
         }
-        self.send_record(&line).await?;
-        self.expect_answer().await
+        self.send_record(&line).await
     }
 
     async fn send_end(&mut self) -> Result<(), SessionError> {
