@@ -190,6 +190,30 @@ struct Upload<'e> {
     completions: Vec<Completion>,
 }
 
+/// The first upload of a run: over one channel, or spread.
+enum FirstUpload<'e> {
+    Plain(Option<Upload<'e>>),
+    Spread(Box<SpreadUpload<'e>>),
+}
+
+struct SpreadUpload<'e> {
+    primary: RemoteSource<'e>,
+    completions: Vec<Completion>,
+    paths: Vec<PathBuf>,
+    start: HelperStart,
+}
+
+/// How a spread upload's helpers start.
+enum HelperStart {
+    /// At once, the target a directory; with the helper that asked.
+    Directory(Option<Box<Channel>>),
+    /// Once the first channel has made the target (it was not there).
+    AfterRoot,
+    /// After the first channel: with one operand, one of them first asks
+    /// whether the target is a directory.
+    Probe,
+}
+
 /// The engine seam for uploads: the client hands over paths and knows no
 /// records or messages.
 enum UploadSession<'e> {
@@ -218,7 +242,7 @@ impl UploadSession<'_> {
 struct Client<'a> {
     invocation: &'a Invocation,
     events: &'a dyn Events,
-    transport: Transport,
+    transport: &'a Transport,
     umask: u32,
     target_must_be_directory: bool,
     failed: bool,
@@ -276,7 +300,7 @@ pub async fn run(invocation: &Invocation, events: &dyn Events, umask: u32) -> Ou
     let mut client = Client {
         invocation,
         events,
-        transport,
+        transport: &transport,
         umask,
         // More than one source, or `-d` given by hand (as scp allows).
         target_must_be_directory: plan.target_must_be_directory
@@ -326,16 +350,11 @@ impl<'a> Client<'a> {
                 ToRemote::Upload(path) => {
                     if !started {
                         started = true;
-                        upload = self.open_upload(target, has_big_file(steps)).await;
-                        if let Some(paths) = self.spreads(steps)
-                            && let Some(Upload {
-                                session: UploadSession::Scp(primary),
-                                completions,
-                            }) = upload.take()
-                        {
-                            return self
-                                .upload_spread(primary, completions, &paths, target)
-                                .await;
+                        match self.open_first_upload(steps, target).await {
+                            FirstUpload::Spread(spread) => {
+                                return self.upload_spread(*spread, target).await;
+                            }
+                            FirstUpload::Plain(opened) => upload = opened,
                         }
                     }
                     let Some(open) = upload.as_mut() else {
@@ -359,17 +378,11 @@ impl<'a> Client<'a> {
         }
     }
 
-    /// The local sources of an upload that goes over several channels
+    /// The local sources of an upload that may go over several channels
     /// (see `spread`): the built-in client in legacy mode, no `-l`, every
     /// operand local, and enough files to pay for it.
-    fn spreads(&self, steps: &[ToRemote]) -> Option<Vec<PathBuf>> {
-        // Over a short link one channel keeps up: its go-ahead (a round
-        // trip and the remote scp's start) says how long the link is.
-        let far = self
-            .go_ahead_time
-            .is_some_and(|t| t >= spread::SPREAD_LATENCY);
-        if !far
-            || self.invocation.sftp
+    fn spread_candidates(&self, steps: &[ToRemote], target: &Remote) -> Option<Vec<PathBuf>> {
+        if self.uses_sftp(target)
             || self.limit().is_some()
             || !matches!(self.transport, Transport::Native(_))
         {
@@ -391,18 +404,65 @@ impl<'a> Client<'a> {
         .then_some(paths)
     }
 
-    /// An upload over the first channel and helpers (see `spread`).
-    async fn upload_spread(
-        &mut self,
-        mut primary: Box<RemoteSource<'a>>,
-        mut completions: Vec<Completion>,
-        paths: &[PathBuf],
-        target: &Remote,
-    ) {
-        // Helpers are `scp -r -d -t target`: with one operand, the first
-        // of them, opened before anything is sent, also tells whether the
-        // target is a directory already (then a tree goes inside it, and
-        // the helpers start by going in; else the tree takes its name).
+    /// The first upload's session, and for many files over a long link
+    /// the helpers beside it (see `spread`): opened while it starts when
+    /// the connection shows a long link, else after it when its go-ahead
+    /// was slow.
+    async fn open_first_upload(&mut self, steps: &[ToRemote], target: &Remote) -> FirstUpload<'a> {
+        let candidates = self.spread_candidates(steps, target);
+        let command = self.helper_command(target);
+        let (transport, events) = (self.transport, self.events);
+        let early = async {
+            match &candidates {
+                Some(paths) => {
+                    let one_operand = paths.len() == 1;
+                    spread::open_early(transport, (target, &command), events, one_operand).await
+                }
+                None => spread::Early::NotFar,
+            }
+        };
+        let big = has_big_file(steps);
+        let (mut upload, early) =
+            futures_util::future::join(self.open_upload(target, big), early).await;
+        let start = match early {
+            spread::Early::Directory(asked) => Some(HelperStart::Directory(asked)),
+            spread::Early::NotADirectory => Some(HelperStart::AfterRoot),
+            spread::Early::NoAnswer => None,
+            spread::Early::NotFar => self
+                .go_ahead_time
+                .is_some_and(|t| t >= spread::SPREAD_LATENCY)
+                .then_some(HelperStart::Probe),
+        };
+        if let (Some(paths), Some(start)) = (candidates, start) {
+            match upload {
+                Some(Upload {
+                    session: UploadSession::Scp(primary),
+                    completions,
+                }) => {
+                    return FirstUpload::Spread(Box::new(SpreadUpload {
+                        primary: *primary,
+                        completions,
+                        paths,
+                        start,
+                    }));
+                }
+                opened => {
+                    // The first channel is not scp, or failed.
+                    upload = opened;
+                    if let HelperStart::Directory(Some(channel)) = start {
+                        channel.completion.terminate().await;
+                    }
+                }
+            }
+        }
+        FirstUpload::Plain(upload)
+    }
+
+    /// What helpers run: `scp -r -d -t target`. With one operand, `-d`
+    /// makes the first of them tell whether the target is a directory
+    /// already (then a tree goes inside it, and the helpers start by
+    /// going in; else the tree takes its name).
+    fn helper_command(&self, target: &Remote) -> OsString {
         let mut command = self.remote_command("-t", &target.path).into_vec();
         let role = command
             .windows(4)
@@ -416,32 +476,37 @@ impl<'a> Client<'a> {
             flags.extend_from_slice(b" -d");
         }
         command.splice(role..role, flags);
-        let command = OsString::from_vec(command);
-        let (mut root_exists, mut probe, mut count) = (true, None, spread::HELPERS);
-        if paths.len() == 1 {
-            let opened = self
-                .transport
-                .open(target, Start::Command(&command), self.events, Lane::Shared)
-                .await;
-            // Only an answer says what the target is: with none (no channel
-            // granted, no go-ahead), there are no helpers.
-            count = 0;
-            if let Ok(mut channel) = opened {
-                match spread::go_ahead(&mut channel).await {
-                    Some(true) => {
-                        probe = Some(channel);
-                        count = spread::HELPERS;
-                    }
-                    Some(false) => {
-                        // Refused: not a directory (yet).
-                        root_exists = false;
-                        count = spread::HELPERS;
-                        channel.completion.terminate().await;
-                    }
-                    None => channel.completion.terminate().await,
+        OsString::from_vec(command)
+    }
+
+    /// An upload over the first channel and helpers (see `spread`).
+    async fn upload_spread(&mut self, spread: SpreadUpload<'a>, target: &Remote) {
+        let SpreadUpload {
+            mut primary,
+            mut completions,
+            paths,
+            start,
+        } = spread;
+        let paths = &paths[..];
+        let command = self.helper_command(target);
+        let (root_exists, opened, count) = match start {
+            HelperStart::Directory(asked) => (
+                true,
+                asked.into_iter().map(|c| *c).collect(),
+                spread::HELPERS,
+            ),
+            HelperStart::AfterRoot => (false, Vec::new(), spread::HELPERS),
+            HelperStart::Probe if paths.len() == 1 => {
+                // Only an answer says what the target is: with none (no
+                // channel granted, no go-ahead), there are no helpers.
+                match spread::open_helper(self.transport, (target, &command), self.events).await {
+                    (Some(true), Some(channel)) => (true, vec![channel], spread::HELPERS),
+                    (Some(false), _) => (false, Vec::new(), spread::HELPERS),
+                    _ => (true, Vec::new(), 0),
                 }
             }
-        }
+            HelperStart::Probe => (true, Vec::new(), spread::HELPERS),
+        };
         let options = SourceOptions {
             recursive: true,
             preserve: self.invocation.preserve,
@@ -450,12 +515,12 @@ impl<'a> Client<'a> {
         let events = self.events;
         let (recursive, preserve) = (self.invocation.recursive, self.invocation.preserve);
         let (mut helpers, runs) = spread::helpers(
-            &self.transport,
+            self.transport,
             (target, &command),
             options,
             events,
             (root_exists, count),
-            probe,
+            opened,
         );
         let first = async move {
             let sent = async {
@@ -786,7 +851,7 @@ impl<'a> Client<'a> {
     /// once, as many as it grants (a server's MaxSessions may refuse some:
     /// fewer are used, said under -v).
     async fn open_stripes(&mut self, target: &Remote) -> (Vec<RemoteSftp<'a>>, Vec<Completion>) {
-        let (transport, events, options) = (&self.transport, self.events, self.sftp_options());
+        let (transport, events, options) = (self.transport, self.events, self.sftp_options());
         let opening = (0..STRIPES).map(|_| async move {
             let channel = transport
                 .open(target, Start::Subsystem("sftp"), events, Lane::Shared)

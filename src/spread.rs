@@ -24,7 +24,7 @@ use crate::transport::ssh::Lane;
 use crate::transport::{Channel, Completion, Start, Transport};
 
 /// Helpers besides the first channel (sshd's MaxSessions is 10).
-pub const HELPERS: usize = 4;
+pub const HELPERS: usize = 6;
 
 /// Files from this many up are spread.
 pub const SPREAD_MIN: u64 = 16;
@@ -112,19 +112,20 @@ pub type HelperEnd = (Result<Summary, SessionError>, Option<Completion>);
 
 /// The helpers, ready to run, and the first channel's handle on them.
 /// `root_exists`: their root is there already (else [`Helpers::start`]
-/// says when). `first`: a channel already open and started (the probe).
+/// says when). `opened`: channels already open and started, used by the
+/// first helpers; the others open their own once the root exists.
 pub fn helpers<'a>(
     transport: &'a Transport,
     (target, command): (&'a Remote, &'a OsStr),
     options: SourceOptions,
     events: &'a dyn Events,
     (root_exists, count): (bool, usize),
-    first: Option<Channel>,
+    opened: Vec<Channel>,
 ) -> (Helpers, Vec<impl Future<Output = HelperEnd> + 'a>) {
     let (ready, ready_seen) = watch::channel(root_exists);
     let mut queues = Vec::new();
     let mut runs = Vec::new();
-    let mut first = first;
+    let mut opened = opened.into_iter();
     for _ in 0..count {
         let (queue, jobs) = mpsc::channel(QUEUE);
         let started = Arc::new(AtomicBool::new(false));
@@ -136,7 +137,7 @@ pub fn helpers<'a>(
             options,
             events,
         }
-        .run(ready_seen.clone(), jobs, first.take(), started);
+        .run(ready_seen.clone(), jobs, opened.next(), started);
         runs.push(run);
     }
     let helpers = Helpers {
@@ -170,25 +171,13 @@ impl<'a> Helper<'a> {
                 if ready.wait_for(|&ok| ok).await.is_err() {
                     return (Ok(Summary::default()), None);
                 }
-                let opened = self
-                    .transport
-                    .open(
-                        self.target,
-                        Start::Command(self.command),
-                        self.events,
-                        Lane::Shared,
-                    )
-                    .await;
-                let Ok(mut channel) = opened else {
-                    return (Ok(Summary::default()), None);
-                };
                 // A helper that cannot start is not used (the first
                 // channel sends everything then).
-                if go_ahead(&mut channel).await != Some(true) {
-                    channel.completion.terminate().await;
-                    return (Ok(Summary::default()), None);
+                let on = (self.target, self.command);
+                match open_helper(self.transport, on, self.events).await {
+                    (_, Some(channel)) => channel,
+                    _ => return (Ok(Summary::default()), None),
                 }
-                channel
             }
         };
         let Channel {
@@ -253,6 +242,70 @@ impl<'a> Helper<'a> {
         go(source, &mut at, &Vec::new()).await?;
         Ok(())
     }
+}
+
+/// The round trip from which helpers are opened beside the first
+/// channel, before it has answered (their start then overlaps its own).
+pub const LONG_LINK: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// What is known of a spread upload's target before the first channel
+/// has answered.
+pub enum Early {
+    /// The link is short (or not measured): nothing was opened.
+    NotFar,
+    /// A directory: helpers may start at once. With one operand, the
+    /// helper that asked (started and ready).
+    Directory(Option<Box<Channel>>),
+    /// Not a directory (yet): helpers can only start once the first
+    /// channel has made it.
+    NotADirectory,
+    /// The helper that asked could not start.
+    NoAnswer,
+}
+
+/// Once the first channel's connection shows a long link, asks the target
+/// beside it. `one_operand`: the target may not be a directory, and the
+/// first helper's go-ahead (it runs with `-d`) says whether it is;
+/// several operands need a directory.
+pub async fn open_early(
+    transport: &Transport,
+    (target, command): (&Remote, &OsStr),
+    events: &dyn Events,
+    one_operand: bool,
+) -> Early {
+    let far = transport.round_trip(target).await >= Some(LONG_LINK);
+    if !far {
+        return Early::NotFar;
+    }
+    if !one_operand {
+        return Early::Directory(None);
+    }
+    match open_helper(transport, (target, command), events).await {
+        (Some(true), Some(channel)) => Early::Directory(Some(Box::new(channel))),
+        (Some(false), _) => Early::NotADirectory,
+        _ => Early::NoAnswer,
+    }
+}
+
+/// Opens a helper and reads its go-ahead; the channel only when it
+/// answered yes.
+pub async fn open_helper(
+    transport: &Transport,
+    (target, command): (&Remote, &OsStr),
+    events: &dyn Events,
+) -> (Option<bool>, Option<Channel>) {
+    let opened = transport
+        .open(target, Start::Command(command), events, Lane::Shared)
+        .await;
+    let Ok(mut channel) = opened else {
+        return (None, None);
+    };
+    let answer = go_ahead(&mut channel).await;
+    if answer == Some(true) {
+        return (answer, Some(channel));
+    }
+    channel.completion.terminate().await;
+    (answer, None)
 }
 
 /// A helper's go-ahead, read quietly (its stderr held back): `Some(true)`

@@ -1453,7 +1453,7 @@ fn tree_uploads_over_a_long_link_spread_over_channels() {
             .arg(format!("far:{}", new_name.display())));
         assert_success(&out);
         assert!(
-            stderr(&out).contains("Upload over 5 channels"),
+            stderr(&out).contains("Upload over 7 channels"),
             "{}",
             stderr(&out)
         );
@@ -1511,4 +1511,51 @@ fn tree_uploads_over_a_long_link_spread_over_channels() {
         .args(&sources)
         .arg(format!("far:{}", several.display())));
     assert_exit(&theirs, 1);
+}
+
+/// A short link to a host whose scp is slow to start: the first channel's
+/// go-ahead shows the wait per file, and the helpers follow it (one of
+/// them first asking whether the target is a directory). Same tree and
+/// modes as with one channel, into an existing directory and a new name.
+#[test]
+fn uploads_to_a_slow_starting_scp_spread_after_its_go_ahead() {
+    let Some(sshd) = Sshd::start_prepared("SetEnv PATH=@DIR@/bin:/usr/bin:/bin", |dir| {
+        let bin = dir.join("bin");
+        fs::create_dir_all(&bin).expect("bin dir");
+        fs::write(
+            bin.join("scp"),
+            "#!/bin/sh\nsleep 0.05\nexec /usr/bin/scp \"$@\"\n",
+        )
+        .expect("slow scp");
+        chmod(bin.join("scp"), 0o755);
+    }) else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let tree = work.path().join("tree");
+    for i in 0..40 {
+        write(tree.join(format!("f{i}")), &pattern(500 + i, i as u64));
+    }
+    write(tree.join("sub/g"), b"g");
+    chmod(tree.join("sub"), 0o700);
+    let into = work.path().join("into");
+    fs::create_dir(&into).unwrap();
+    for (target, copy) in [
+        (into.clone(), into.join("tree")),
+        (work.path().join("new"), work.path().join("new")),
+    ] {
+        let out = run(sshd
+            .rscp()
+            .args(["-v", "-r"])
+            .arg(&tree)
+            .arg(sshd.remote(&target)));
+        assert_success(&out);
+        assert!(
+            stderr(&out).contains("Upload over 7 channels"),
+            "{}",
+            stderr(&out)
+        );
+        assert_same_tree(&tree, &copy);
+        assert_same_metadata(&tree, &copy, false);
+    }
 }

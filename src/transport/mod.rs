@@ -140,6 +140,15 @@ impl Transport {
         }
     }
 
+    /// The round trip to `remote` over the built-in client's connection,
+    /// once made (`None` for other transports).
+    pub async fn round_trip(&self, remote: &Remote) -> Option<std::time::Duration> {
+        match self {
+            Transport::Native(native) => native.round_trip(remote).await,
+            _ => None,
+        }
+    }
+
     /// Ends the run's connections.
     pub async fn close(&self) {
         if let Transport::Native(native) = self {

@@ -55,6 +55,8 @@ impl Drop for Client {
 pub struct Connection {
     pub handle: Handle<Client>,
     pub ended: watch::Receiver<bool>,
+    /// As measured when connecting (see greeting.rs).
+    pub round_trip: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Default)]
@@ -276,7 +278,9 @@ pub fn connect<'a>(
                 nodelay: true,
                 ..client::Config::default()
             };
-            client::connect_stream(Arc::new(russh_config), stream, client).await
+            client::connect_stream(Arc::new(russh_config), stream, client)
+                .await
+                .map(|handle| (handle, round_trip))
         };
         let handshake = match settings.connect_timeout {
             Some(limit) => tokio::time::timeout(limit, handshake)
@@ -285,8 +289,8 @@ pub fn connect<'a>(
             None => handshake.await,
         };
         let verdict = state.lock().ok().and_then(|s| s.verdict);
-        let mut handle = match handshake {
-            Ok(handle) => handle,
+        let (mut handle, round_trip) = match handshake {
+            Ok(made) => made,
             Err(_) if verdict == Some(Verdict::Refused) => {
                 return Err("Host key verification failed.".into());
             }
@@ -302,6 +306,7 @@ pub fn connect<'a>(
         Ok(Connection {
             handle,
             ended: ended_receiver,
+            round_trip,
         })
     })
 }

@@ -69,6 +69,15 @@ impl NativeTransport {
         }
     }
 
+    /// What the config is resolved from for `remote`.
+    fn request_for(&self, remote: &Remote) -> Request {
+        let mut request = self.template.clone();
+        request.host = remote.host.clone();
+        request.user = remote.user.clone();
+        request.port = remote.port.or(self.port);
+        request
+    }
+
     pub async fn open(
         &self,
         remote: &Remote,
@@ -76,10 +85,7 @@ impl NativeTransport {
         events: &dyn Events,
         lane: Lane,
     ) -> Result<Channel, String> {
-        let mut request = self.template.clone();
-        request.host = remote.host.clone();
-        request.user = remote.user.clone();
-        request.port = remote.port.or(self.port);
+        let request = self.request_for(remote);
         let settings = config::resolve(&request).map_err(|e| e.to_string())?;
         let log = Log {
             level: settings.log_level,
@@ -156,6 +162,22 @@ impl NativeTransport {
             writer: Box::pin(writer),
             completion: Completion::Native(completion),
         })
+    }
+
+    /// The round trip of the connection to `remote` made so far, if any
+    /// (one being made is waited for).
+    pub async fn round_trip(&self, remote: &Remote) -> Option<std::time::Duration> {
+        let settings = config::resolve(&self.request_for(remote)).ok()?;
+        let key = (
+            settings.user,
+            settings.hostname,
+            settings.port,
+            Lane::Shared,
+        );
+        match self.connections.lock().await.get(&key) {
+            Some(Ok(connection)) => connection.round_trip,
+            _ => None,
+        }
     }
 
     /// Says goodbye to every server, and gives each session a moment to
