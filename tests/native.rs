@@ -1559,3 +1559,58 @@ fn uploads_to_a_slow_starting_scp_spread_after_its_go_ahead() {
         assert_same_metadata(&tree, &copy, false);
     }
 }
+
+/// A server that allows fewer sessions than rscp would open: the helpers
+/// it refuses are not used, `-v` says how many channels were, and the
+/// copy is the same (with one session, one channel does it all, quietly).
+#[test]
+fn spread_uploads_use_the_sessions_a_server_grants() {
+    let work = tempfile::tempdir().unwrap();
+    let tree = work.path().join("tree");
+    for i in 0..30 {
+        write(tree.join(format!("f{i}")), &pattern(700 + i, i as u64));
+    }
+    write(tree.join("sub/g"), b"g");
+    for (sessions, said) in [(3, Some("Upload over 3 channels")), (1, None)] {
+        let Some(sshd) = Sshd::start_with(&format!("MaxSessions {sessions}")) else {
+            return;
+        };
+        let far = sshd.far(10);
+        for (target, copy) in [
+            (work.path().join(format!("into{sessions}")), None),
+            (work.path().join(format!("new{sessions}")), Some(())),
+        ] {
+            if copy.is_none() {
+                fs::create_dir(&target).unwrap();
+            }
+            let out = run(rscp()
+                .args(["-v", "-r", "-F"])
+                .arg(&far.config)
+                .arg(&tree)
+                .arg(format!("far:{}", target.display())));
+            assert_success(&out);
+            let text = stderr(&out);
+            match said {
+                Some(line) => assert!(text.contains(line), "{text}"),
+                None => assert!(!text.contains("Upload over"), "{text}"),
+            }
+            let landed = if copy.is_none() {
+                target.join("tree")
+            } else {
+                target
+            };
+            assert_same_tree(&tree, &landed);
+            assert_same_metadata(&tree, &landed, false);
+        }
+        // The refusals themselves are not the user's business.
+        let quiet = work.path().join(format!("quiet{sessions}"));
+        let out = run(rscp()
+            .args(["-r", "-F"])
+            .arg(&far.config)
+            .arg(&tree)
+            .arg(format!("far:{}", quiet.display())));
+        assert_success(&out);
+        assert_eq!(stderr(&out), "");
+        assert_same_tree(&tree, &quiet);
+    }
+}
