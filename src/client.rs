@@ -542,7 +542,7 @@ impl<'a> Client<'a> {
             futures_util::future::join(first, futures_util::future::join_all(runs)).await;
         let used = ends
             .iter()
-            .filter(|(_, completion)| completion.is_some())
+            .filter(|(outcome, completion)| completion.is_some() || outcome.is_err())
             .count();
         if self.events.verbose() {
             let line = format!("Upload over {} channels\n", used + 1);

@@ -6,6 +6,7 @@
 //! only once it is made, and a directory is finished (its `-p` times, a
 //! mode that locks its owner out) only once they are done in it.
 
+use std::collections::VecDeque;
 use std::ffi::OsStr;
 use std::fs::{File, Metadata};
 use std::path::PathBuf;
@@ -180,43 +181,79 @@ impl<'a> Helper<'a> {
                 }
             }
         };
-        let Channel {
-            reader,
-            writer,
-            completion,
-        } = channel;
-        let mut source = Source::new(reader, writer, self.options, self.events);
+        // Work to take up again on a new channel if this one is lost.
+        let mut resend = VecDeque::new();
+        let mut lost = None;
+        let mut channel = channel;
+        let mut reopen = true;
         started.store(true, Ordering::Release);
-        let outcome = self.work(&mut source, &mut jobs).await;
-        let outcome = match outcome {
-            Ok(()) => source.close().await,
-            Err(error) => {
-                // What it still held is not lost silently.
-                started.store(false, Ordering::Release);
-                jobs.close();
-                while let Some(job) = jobs.recv().await {
-                    if let Job::File { path, .. } = job {
-                        let message = format!("{}: not sent: {error}", path_for_terminal(&path));
-                        self.events.error(&message);
-                    }
+        let error = loop {
+            let Channel {
+                reader,
+                writer,
+                completion,
+            } = channel;
+            let outcome = {
+                let mut source = Source::new(reader, writer, self.options, self.events);
+                match self.work(&mut source, &mut jobs, &mut resend).await {
+                    Ok(()) => source.close().await,
+                    Err(error) => Err(error),
                 }
-                Err(error)
+            };
+            let error = match outcome {
+                // A channel lost on the way is still a failure of the run.
+                Ok(summary) => return (lost.map_or(Ok(summary), Err), Some(completion)),
+                Err(error) => error,
+            };
+            completion.terminate().await;
+            // Only a channel that is gone is tried again, once: a peer that
+            // failed or broke the protocol is not asked twice.
+            if error != SessionError::LostConnection || !reopen {
+                break error;
+            }
+            reopen = false;
+            let on = (self.target, self.command);
+            match open_helper(self.transport, on, self.events).await {
+                (_, Some(next)) => {
+                    if self.events.verbose() {
+                        self.events
+                            .debug(b"Helper channel lost: its files go over a new one\n");
+                    }
+                    lost = Some(error);
+                    channel = next;
+                }
+                _ => break error,
             }
         };
-        (outcome, Some(completion))
+        // What it still held is not lost silently.
+        started.store(false, Ordering::Release);
+        jobs.close();
+        while let Some(job) = next_job(&mut resend, &mut jobs).await {
+            if let Job::File { path, .. } = job {
+                let message = format!("{}: not sent: {error}", path_for_terminal(&path));
+                self.events.error(&message);
+            }
+        }
+        (Err(error), None)
     }
 
+    /// Does the jobs given (those to resend first). On an error, what may
+    /// not have arrived (the last file whose data is not answered yet, and
+    /// the job it was on) goes back to the front of `resend`.
     async fn work<R, W>(
         &self,
         source: &mut Source<'_, R, W>,
         jobs: &mut mpsc::Receiver<Job>,
+        resend: &mut VecDeque<Job>,
     ) -> Result<(), SessionError>
     where
         R: tokio::io::AsyncRead + Unpin,
         W: DataWrite,
     {
         let mut at: Way = Vec::new();
-        while let Some(job) = jobs.recv().await {
+        // A copy of the last file sent, until its data is answered.
+        let mut unanswered: Option<Job> = None;
+        while let Some(job) = next_job(resend, jobs).await {
             match job {
                 Job::File {
                     way,
@@ -224,23 +261,87 @@ impl<'a> Helper<'a> {
                     file,
                     meta,
                 } => {
-                    if go(source, &mut at, &way).await? {
-                        source.send_walk_file(&path, file, &meta).await?;
-                    } else {
+                    let spare = file.try_clone().ok().map(|copy| Job::File {
+                        way: way.clone(),
+                        path: path.clone(),
+                        file: copy,
+                        meta: meta.clone(),
+                    });
+                    let sent = async {
+                        if go(source, &mut at, &way).await? {
+                            source.send_walk_file(&path, file, &meta).await?;
+                            return Ok(true);
+                        }
                         let message =
                             format!("{}: not sent: directory refused", path_for_terminal(&path));
                         self.events.error(&message);
+                        Ok(false)
+                    }
+                    .await;
+                    match sent {
+                        Ok(sent) => {
+                            unanswered = spare.filter(|_| sent && source.owes_replies());
+                        }
+                        Err(error) => {
+                            match spare {
+                                Some(spare) => resend.push_front(spare),
+                                None => {
+                                    let message =
+                                        format!("{}: not sent: {error}", path_for_terminal(&path));
+                                    self.events.error(&message);
+                                }
+                            }
+                            if let Some(unanswered) = unanswered {
+                                resend.push_front(unanswered);
+                            }
+                            return Err(error);
+                        }
                     }
                 }
-                Job::Sync(done) => {
-                    go(source, &mut at, &Vec::new()).await?;
-                    source.settle().await?;
-                    let _ = done.send(());
-                }
+                Job::Sync(done) => match self.settle_at_root(source, &mut at).await {
+                    Ok(()) => {
+                        unanswered = None;
+                        let _ = done.send(());
+                    }
+                    Err(error) => {
+                        resend.push_front(Job::Sync(done));
+                        if let Some(unanswered) = unanswered {
+                            resend.push_front(unanswered);
+                        }
+                        return Err(error);
+                    }
+                },
             }
         }
-        go(source, &mut at, &Vec::new()).await?;
+        if let Err(error) = self.settle_at_root(source, &mut at).await {
+            if let Some(unanswered) = unanswered {
+                resend.push_front(unanswered);
+            }
+            return Err(error);
+        }
         Ok(())
+    }
+
+    /// Back at the root, everything sent answered.
+    async fn settle_at_root<R, W>(
+        &self,
+        source: &mut Source<'_, R, W>,
+        at: &mut Way,
+    ) -> Result<(), SessionError>
+    where
+        R: tokio::io::AsyncRead + Unpin,
+        W: DataWrite,
+    {
+        go(source, at, &Vec::new()).await?;
+        source.settle().await
+    }
+}
+
+/// What is to resend first, then what the first channel hands over.
+async fn next_job(resend: &mut VecDeque<Job>, jobs: &mut mpsc::Receiver<Job>) -> Option<Job> {
+    match resend.pop_front() {
+        Some(job) => Some(job),
+        None => jobs.recv().await,
     }
 }
 

@@ -1614,3 +1614,55 @@ fn spread_uploads_use_the_sessions_a_server_grants() {
         assert_same_tree(&tree, &quiet);
     }
 }
+
+/// A helper whose remote scp dies partway: the files it had not got
+/// answered go over a new channel, every file arrives whole, and the run
+/// still says a channel was lost (exit 1).
+#[test]
+fn files_of_a_helper_that_dies_go_over_a_new_channel() {
+    let Some(sshd) = Sshd::start_prepared("SetEnv PATH=@DIR@/bin:/usr/bin:/bin", |dir| {
+        let bin = dir.join("bin");
+        fs::create_dir_all(&bin).expect("bin dir");
+        // The first helper (`-d`; the first channel has none with one
+        // operand) takes 3000 bytes and goes (dd passes each byte on as
+        // it comes, where head would hold them).
+        let script = format!(
+            "#!/bin/bash\n\
+             case \" $* \" in\n\
+             *' -d '*) if mkdir {died} 2>/dev/null; then\n\
+                 dd bs=1 count=3000 status=none | /usr/bin/scp \"$@\"; exit 1; fi ;;\n\
+             esac\n\
+             exec /usr/bin/scp \"$@\"\n",
+            died = dir.join("died").display()
+        );
+        fs::write(bin.join("scp"), script).expect("dying scp");
+        chmod(bin.join("scp"), 0o755);
+    }) else {
+        return;
+    };
+    let far = sshd.far(10);
+    let work = tempfile::tempdir().unwrap();
+    let tree = work.path().join("tree");
+    for i in 0..40 {
+        write(tree.join(format!("f{i}")), &pattern(900 + i, i as u64));
+    }
+    let into = work.path().join("into");
+    fs::create_dir(&into).unwrap();
+    let out = run_within(
+        rscp()
+            .args(["-v", "-r", "-F"])
+            .arg(&far.config)
+            .arg(&tree)
+            .arg(format!("far:{}", into.display())),
+        Duration::from_secs(60),
+    );
+    assert_exit(&out, 1);
+    let text = stderr(&out);
+    assert!(
+        text.contains("Helper channel lost: its files go over a new one"),
+        "{text}"
+    );
+    assert!(text.contains("rscp: lost connection\n"), "{text}");
+    assert!(!text.contains("not sent"), "{text}");
+    assert_same_tree(&tree, &into.join("tree"));
+}

@@ -171,6 +171,11 @@ where
         Ok(())
     }
 
+    /// Whether replies are owed (the last file's data not answered yet).
+    pub fn owes_replies(&self) -> bool {
+        self.replies_owed > 0
+    }
+
     /// The counts so far, for a server that ends by exiting.
     pub fn summary(&self) -> Summary {
         Summary {
