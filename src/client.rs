@@ -24,6 +24,7 @@ use crate::sftp::{DEFAULT_REQUESTS, STRIPE_MIN, Sftp, SftpDestination, SftpOptio
 use crate::spread;
 use crate::transport::ssh::{Lane, NativeTransport};
 use crate::transport::{Channel, Completion, DirectTransport, ProgramTransport, Start, Transport};
+use futures_util::future::Either;
 
 type RemoteSource<'e> = Source<'e, Pin<Box<dyn AsyncRead + Send>>, Pin<Box<dyn DataWrite + Send>>>;
 
@@ -61,7 +62,13 @@ where
     while let Some(step) = walk.next() {
         match step {
             walk::Step::File { path, file, meta } => {
-                let way = if root_exists {
+                // Helpers go into directories with owner rwx added (their
+                // sinks, with -p, set that mode): under a directory that
+                // locks its owner out, its own first channel sends.
+                let open_to_helpers = modes.iter().all(|mode| mode & 0o700 == 0o700);
+                let way = if !open_to_helpers {
+                    None
+                } else if root_exists {
                     Some(inside.clone())
                 } else {
                     inside.get(1..).map(<[_]>::to_vec)
@@ -110,6 +117,12 @@ where
         }
     }
     Ok(())
+}
+
+/// How long one of two sessions started together may take to answer
+/// once the other has, in `took`: as long again, at least a second.
+fn patience(took: std::time::Duration) -> std::time::Duration {
+    took.max(std::time::Duration::from_secs(1))
 }
 
 /// Whether an upload has a file big enough to stripe.
@@ -412,18 +425,54 @@ impl<'a> Client<'a> {
         let candidates = self.spread_candidates(steps, target);
         let command = self.helper_command(target);
         let (transport, events) = (self.transport, self.events);
-        let early = async {
-            match &candidates {
-                Some(paths) => {
-                    let one_operand = paths.len() == 1;
-                    spread::open_early(transport, (target, &command), events, one_operand).await
+        let big = has_big_file(steps);
+        let (mut upload, early) = {
+            let early = async {
+                match &candidates {
+                    Some(paths) => {
+                        let one_operand = paths.len() == 1;
+                        let on = (target, command.as_os_str());
+                        spread::open_early(transport, on, events, one_operand).await
+                    }
+                    None => spread::Early::NotFar,
                 }
-                None => spread::Early::NotFar,
+            };
+            // On a server that runs one scp at a time, whichever of the
+            // two starts second waits for the other: neither is waited
+            // for long once the other has answered.
+            let asked = std::time::Instant::now();
+            let mut early = std::pin::pin!(early);
+            let first = {
+                let upload = std::pin::pin!(self.open_upload(target, big));
+                match futures_util::future::select(upload, early.as_mut()).await {
+                    Either::Left((upload, _)) => (upload, None),
+                    // (Only a helper that started holds a session.)
+                    Either::Right((early @ spread::Early::Directory(Some(_)), mut upload)) => {
+                        let patience = patience(asked.elapsed());
+                        match tokio::time::timeout(patience, upload.as_mut()).await {
+                            Ok(upload) => (upload, Some(early)),
+                            Err(_) => {
+                                // The helper goes; the first channel then
+                                // starts.
+                                if let spread::Early::Directory(Some(channel)) = early {
+                                    channel.completion.terminate().await;
+                                }
+                                (upload.await, Some(spread::Early::NoAnswer))
+                            }
+                        }
+                    }
+                    Either::Right((early, upload)) => (upload.await, Some(early)),
+                }
+            };
+            match first {
+                (upload, Some(early)) => (upload, early),
+                (upload, None) => {
+                    let took = self.go_ahead_time.unwrap_or_default();
+                    let answered = tokio::time::timeout(patience(took), early).await;
+                    (upload, answered.unwrap_or(spread::Early::NoAnswer))
+                }
             }
         };
-        let big = has_big_file(steps);
-        let (mut upload, early) =
-            futures_util::future::join(self.open_upload(target, big), early).await;
         let start = match early {
             spread::Early::Directory(asked) => Some(HelperStart::Directory(asked)),
             spread::Early::NotADirectory => Some(HelperStart::AfterRoot),
@@ -498,10 +547,12 @@ impl<'a> Client<'a> {
             HelperStart::AfterRoot => (false, Vec::new(), spread::HELPERS),
             HelperStart::Probe if paths.len() == 1 => {
                 // Only an answer says what the target is: with none (no
-                // channel granted, no go-ahead), there are no helpers.
-                match spread::open_helper(self.transport, (target, &command), self.events).await {
-                    (Some(true), Some(channel)) => (true, vec![channel], spread::HELPERS),
-                    (Some(false), _) => (false, Vec::new(), spread::HELPERS),
+                // channel granted, no go-ahead in time), no helpers.
+                let asked = spread::open_helper(self.transport, (target, &command), self.events);
+                let took = self.go_ahead_time.unwrap_or_default();
+                match tokio::time::timeout(patience(took), asked).await {
+                    Ok((Some(true), Some(channel))) => (true, vec![channel], spread::HELPERS),
+                    Ok((Some(false), _)) => (false, Vec::new(), spread::HELPERS),
                     _ => (true, Vec::new(), 0),
                 }
             }

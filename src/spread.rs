@@ -173,11 +173,17 @@ impl<'a> Helper<'a> {
                     return (Ok(Summary::default()), None);
                 }
                 // A helper that cannot start is not used (the first
-                // channel sends everything then).
+                // channel sends everything then), nor one still starting
+                // when the first channel is done.
                 let on = (self.target, self.command);
-                match open_helper(self.transport, on, self.events).await {
-                    (_, Some(channel)) => channel,
-                    _ => return (Ok(Summary::default()), None),
+                let opened = open_helper(self.transport, on, self.events);
+                let done = async { while ready.changed().await.is_ok() {} };
+                tokio::select! {
+                    opened = opened => match opened {
+                        (_, Some(channel)) => channel,
+                        _ => return (Ok(Summary::default()), None),
+                    },
+                    () = done => return (Ok(Summary::default()), None),
                 }
             }
         };
@@ -409,11 +415,13 @@ pub async fn open_helper(
     (answer, None)
 }
 
-/// A helper's go-ahead, read quietly (its stderr held back): `Some(true)`
+/// A helper's go-ahead, read quietly (its stderr until then dropped): `Some(true)`
 /// for `\0`, `Some(false)` for a refusal (for `-d`: the target is not a
 /// directory), `None` for no answer.
 pub async fn go_ahead(channel: &mut Channel) -> Option<bool> {
-    channel.completion.hold_stderr();
+    // What the remote shell says at the start was shown once, by the
+    // first channel.
+    channel.completion.drop_startup_stderr();
     let mut first = [1u8];
     match channel.reader.read(&mut first).await {
         Ok(1) => Some(first[0] == 0),

@@ -468,6 +468,20 @@ fn with_p_the_header_does_not_wait_for_the_times() {
     let outcome = source_with(preserve, script, false, &[file], &events);
     assert_eq!(outcome, Err(SessionError::PeerFailed));
     assert_eq!(events.peer(), vec!["no times".to_owned()]);
+
+    // A directory's `T` is answered before its `D` goes: refused, the
+    // tree is skipped (one message), as scp does.
+    let tree = work.path().join("tree");
+    write(tree.join("inside"), b"i");
+    let recursive = SourceOptions {
+        recursive: true,
+        ..preserve
+    };
+    let events = Captured::default();
+    let script = vec![Say(b"\0"), Line, Say(b"\x01bad times\n"), UntilEnd];
+    let outcome = source_with(recursive, script, false, &[tree], &events);
+    assert_eq!(outcome, Ok(Summary { errors: 1 }));
+    assert_eq!(events.peer(), vec!["bad times".to_owned()]);
 }
 
 #[test]

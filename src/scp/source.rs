@@ -186,8 +186,14 @@ where
     /// A directory's `T` (with `-p`) and `D` records; true when the sink
     /// accepted it, so that its contents follow.
     async fn send_directory(&mut self, directory: &Directory) -> Result<bool, SessionError> {
+        // A directory's `T` is answered first: refused, the whole tree is
+        // skipped, as scp does (a few round trips for a whole tree).
         if self.options.preserve {
-            self.send_times(&directory.meta).await?;
+            let meta = &directory.meta;
+            let refused = self.send_times_of(meta.mtime(), meta.atime()).await?;
+            if refused.is_some() {
+                return Ok(false);
+            }
         }
         let line = record::directory_line(directory.meta.mode(), &directory.name());
         self.debug(b"Entering directory: ", &line);
@@ -357,7 +363,8 @@ where
         Ok(())
     }
 
-    /// `T` record, answered before anything else is sent.
+    /// `T` record, answered before anything else is sent (for a relayed
+    /// entry, or a directory).
     async fn send_times_of(&mut self, mtime: i64, atime: i64) -> Result<Refusal, SessionError> {
         self.send_times_line(mtime, atime).await?;
         self.expect_answer().await

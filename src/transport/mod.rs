@@ -82,6 +82,14 @@ impl Completion {
         }
     }
 
+    /// Holds the remote side's stderr back until its first output, and
+    /// then drops it (see `ssh::channel`); a `-S` program's is the user's.
+    pub fn drop_startup_stderr(&self) {
+        if let Completion::Native(channel) = self {
+            channel.drop_startup_stderr();
+        }
+    }
+
     /// For a remote side that sent no output: waits for its end; its exit
     /// status and the stderr held back.
     pub async fn ended_silently(self) -> (Option<u32>, Vec<u8>) {

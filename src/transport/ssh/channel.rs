@@ -73,8 +73,13 @@ impl State {
     fn take(&mut self, message: Option<ChannelMsg>) -> Option<Bytes> {
         match message {
             Some(ChannelMsg::Data { data }) => {
-                // The remote command runs: what it said is for the user.
-                self.stderr.release();
+                // The remote command runs: what it said is for the user
+                // (unless it was said on another channel already).
+                if self.stderr.drop_at_output {
+                    self.stderr.take_held();
+                } else {
+                    self.stderr.release();
+                }
                 return Some(data);
             }
             Some(ChannelMsg::ExtendedData { data, ext: 1 }) => self.stderr.push(&data),
@@ -318,6 +323,15 @@ impl ChannelCompletion {
         lock(&self.shared).stderr.hold();
     }
 
+    /// Like [`ChannelCompletion::hold_stderr`], but what was held is
+    /// dropped at the first output: for another session of a command
+    /// whose start (login scripts' noise) the user has seen once.
+    pub fn drop_startup_stderr(&self) {
+        let mut state = lock(&self.shared);
+        state.stderr.hold();
+        state.stderr.drop_at_output = true;
+    }
+
     /// For a remote command that sent no output: waits for its end, and
     /// returns its exit status and the stderr held back (not shown).
     pub async fn ended_silently(self) -> (Option<u32>, Vec<u8>) {
@@ -373,6 +387,8 @@ struct StderrRelay {
     /// Held back (see `ChannelCompletion::hold_stderr`), at most
     /// `HELD_LIMIT` bytes: beyond that it is shown after all.
     held: Option<Vec<u8>>,
+    /// What was held is dropped, not shown, at the first output.
+    drop_at_output: bool,
 }
 
 const HELD_LIMIT: usize = 16 * 1024;
