@@ -780,3 +780,32 @@ fn a_big_upload_over_a_long_link_is_striped_and_whole() {
     assert_eq!(fs::read(work.path().join("got/big")).unwrap(), big);
     assert_eq!(fs::read(work.path().join("got/small")).unwrap(), b"small");
 }
+
+/// `-X buffer=256K`, the most scp takes, is more than one message holds
+/// with its header: it is clamped to the server's limit (a larger READ or
+/// WRITE would be refused), and the copy is whole both ways.
+#[test]
+fn a_buffer_above_one_message_is_clamped() {
+    let Some(server) = sftp_server() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let data = pattern(3_000_017, 4);
+    write(work.path().join("f"), &data);
+    let up = run(rscp_direct(server)
+        .args(["-X", "buffer=256K", "-v"])
+        .arg(work.path().join("f"))
+        .arg(at(&work.path().join("g"))));
+    assert_success(&up);
+    assert!(fs::read(work.path().join("g")).unwrap() == data);
+    assert!(
+        stderr(&up).contains("SFTP session: 261120 bytes per read, 261120 per write"),
+        "{}",
+        stderr(&up)
+    );
+    let down = run(rscp_direct(server)
+        .args(["-X", "buffer=256K"])
+        .arg(at(&work.path().join("g")))
+        .arg(work.path().join("h")));
+    assert_success(&down);
+    assert_eq!(stderr(&down), "");
+    assert!(fs::read(work.path().join("h")).unwrap() == data);
+}
