@@ -1452,9 +1452,11 @@ fn tree_uploads_over_a_long_link_spread_over_channels() {
             .arg(&tree)
             .arg(format!("far:{}", new_name.display())));
         assert_success(&out);
+        // (Into a new name, helpers start once the first channel has made
+        // it; on a slow machine that one may be done first.)
         let used = channels_used(&stderr(&out));
         assert!(
-            used.is_some_and(|n| (2..=7).contains(&n)),
+            used.is_some_and(|n| (1..=7).contains(&n)),
             "{}",
             stderr(&out)
         );
@@ -1604,9 +1606,11 @@ fn spread_uploads_use_the_sessions_a_server_grants() {
             assert_success(&out);
             let text = stderr(&out);
             // (A helper still starting when the first channel is done is
-            // not counted.)
+            // not counted: into a new name, the helpers start only once the
+            // first channel has made it, and it may be done first.)
+            let fewest = if copy.is_none() { 2 } else { 1 };
             match channels_used(&text) {
-                Some(used) => assert!(spreads && (2..=3).contains(&used), "{text}"),
+                Some(used) => assert!(spreads && (fewest..=3).contains(&used), "{text}"),
                 None => assert!(!spreads, "{text}"),
             }
             let landed = if copy.is_none() {
