@@ -120,9 +120,11 @@ where
 }
 
 /// How long one of two sessions started together may take to answer
-/// once the other has, in `took`: as long again, at least a second.
+/// once the other has, in `took`: twice as long again, at least three
+/// seconds (a loaded server starts sessions unevenly).
 fn patience(took: std::time::Duration) -> std::time::Duration {
-    took.max(std::time::Duration::from_secs(1))
+    took.saturating_mul(2)
+        .max(std::time::Duration::from_secs(3))
 }
 
 /// Whether an upload has a file big enough to stripe.
