@@ -1523,16 +1523,8 @@ fn tree_uploads_over_a_long_link_spread_over_channels() {
 /// modes as with one channel, into an existing directory and a new name.
 #[test]
 fn uploads_to_a_slow_starting_scp_spread_after_its_go_ahead() {
-    let Some(sshd) = Sshd::start_prepared("SetEnv PATH=@DIR@/bin:/usr/bin:/bin", |dir| {
-        let bin = dir.join("bin");
-        fs::create_dir_all(&bin).expect("bin dir");
-        fs::write(
-            bin.join("scp"),
-            "#!/bin/sh\nsleep 0.05\nexec /usr/bin/scp \"$@\"\n",
-        )
-        .expect("slow scp");
-        chmod(bin.join("scp"), 0o755);
-    }) else {
+    let slow = |_: &std::path::Path| "#!/bin/sh\nsleep 0.05\nexec /usr/bin/scp \"$@\"\n".to_owned();
+    let Some(sshd) = Sshd::start_with_remote_scp(slow) else {
         return;
     };
     let work = tempfile::tempdir().unwrap();
@@ -1642,13 +1634,11 @@ fn spread_uploads_use_the_sessions_a_server_grants() {
 /// still says a channel was lost (exit 1).
 #[test]
 fn files_of_a_helper_that_dies_go_over_a_new_channel() {
-    let Some(sshd) = Sshd::start_prepared("SetEnv PATH=@DIR@/bin:/usr/bin:/bin", |dir| {
-        let bin = dir.join("bin");
-        fs::create_dir_all(&bin).expect("bin dir");
+    let Some(sshd) = Sshd::start_with_remote_scp(|dir| {
         // The first helper (`-d`; the first channel has none with one
         // operand) takes 3000 bytes and goes (dd passes each byte on as
         // it comes, where head would hold them).
-        let script = format!(
+        format!(
             "#!/bin/bash\n\
              case \" $* \" in\n\
              *' -d '*) if mkdir {died} 2>/dev/null; then\n\
@@ -1656,9 +1646,7 @@ fn files_of_a_helper_that_dies_go_over_a_new_channel() {
              esac\n\
              exec /usr/bin/scp \"$@\"\n",
             died = dir.join("died").display()
-        );
-        fs::write(bin.join("scp"), script).expect("dying scp");
-        chmod(bin.join("scp"), 0o755);
+        )
     }) else {
         return;
     };
@@ -1695,15 +1683,11 @@ fn files_of_a_helper_that_dies_go_over_a_new_channel() {
 /// is shown once, not once per channel.
 #[test]
 fn spread_uploads_do_not_wait_for_helpers_that_never_start() {
-    let Some(sshd) = Sshd::start_prepared("SetEnv PATH=@DIR@/bin:/usr/bin:/bin", |dir| {
-        let bin = dir.join("bin");
-        fs::create_dir_all(&bin).expect("bin dir");
-        let script = format!(
+    let Some(sshd) = Sshd::start_with_remote_scp(|dir| {
+        format!(
             "#!/bin/sh\necho 'login noise' >&2\nexec flock {lock} /usr/bin/scp \"$@\"\n",
             lock = dir.join("lock").display()
-        );
-        fs::write(bin.join("scp"), script).expect("one-at-a-time scp");
-        chmod(bin.join("scp"), 0o755);
+        )
     }) else {
         return;
     };

@@ -143,6 +143,18 @@ impl Sshd {
         })
     }
 
+    /// One whose sessions run `script(dir)` as `scp` (a shell script put
+    /// first on PATH): a remote scp that is slow, dies or waits.
+    pub fn start_with_remote_scp(script: impl FnOnce(&Path) -> String) -> Option<Sshd> {
+        Sshd::start_prepared("SetEnv PATH=@DIR@/bin:/usr/bin:/bin", |dir| {
+            let bin = dir.join("bin");
+            fs::create_dir_all(&bin).expect("bin dir");
+            fs::write(bin.join("scp"), script(dir)).expect("remote scp script");
+            fs::set_permissions(bin.join("scp"), fs::Permissions::from_mode(0o755))
+                .expect("chmod remote scp");
+        })
+    }
+
     /// The client config to pass with `-F`.
     pub fn ssh_config(&self) -> PathBuf {
         self.dir.path().join("ssh_config")
