@@ -433,18 +433,21 @@ fn with_p_the_header_does_not_wait_for_the_times() {
         preserve: true,
         ..SourceOptions::default()
     };
-    let events = Captured::default();
+    // The outcome and what the sink said, for a sink following `script`.
+    let against = |script: Vec<Step>| {
+        let events = Captured::default();
+        let outcome = source_with(
+            preserve,
+            script,
+            false,
+            std::slice::from_ref(&file),
+            &events,
+        );
+        (outcome, events.peer())
+    };
     let script = vec![Say(b"\0"), Line, Line, Say(b"\0\0"), Bytes(3), Say(b"\0")];
-    let outcome = source_with(
-        preserve,
-        script,
-        false,
-        std::slice::from_ref(&file),
-        &events,
-    );
-    assert_eq!(outcome, Ok(Summary { errors: 0 }));
+    assert_eq!(against(script), (Ok(Summary { errors: 0 }), vec![]));
 
-    let events = Captured::default();
     let script = vec![
         Say(b"\0"),
         Line,
@@ -453,21 +456,16 @@ fn with_p_the_header_does_not_wait_for_the_times() {
         Bytes(3),
         Say(b"\0"),
     ];
-    let outcome = source_with(
-        preserve,
-        script,
-        false,
-        std::slice::from_ref(&file),
-        &events,
+    assert_eq!(
+        against(script),
+        (Ok(Summary { errors: 1 }), vec!["bad times".to_owned()])
     );
-    assert_eq!(outcome, Ok(Summary { errors: 1 }));
-    assert_eq!(events.peer(), vec!["bad times".to_owned()]);
 
-    let events = Captured::default();
     let script = vec![Say(b"\0"), Line, Line, Say(b"\x02no times\n")];
-    let outcome = source_with(preserve, script, false, &[file], &events);
-    assert_eq!(outcome, Err(SessionError::PeerFailed));
-    assert_eq!(events.peer(), vec!["no times".to_owned()]);
+    assert_eq!(
+        against(script),
+        (Err(SessionError::PeerFailed), vec!["no times".to_owned()])
+    );
 
     // A directory's `T` is answered before its `D` goes: refused, the
     // tree is skipped (one message), as scp does.
