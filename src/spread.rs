@@ -418,7 +418,7 @@ pub async fn open_helper(
 /// A helper's go-ahead, read quietly (its stderr until then dropped): `Some(true)`
 /// for `\0`, `Some(false)` for a refusal (for `-d`: the target is not a
 /// directory), `None` for no answer.
-pub async fn go_ahead(channel: &mut Channel) -> Option<bool> {
+async fn go_ahead(channel: &mut Channel) -> Option<bool> {
     // What the remote shell says at the start was shown once, by the
     // first channel.
     channel.completion.drop_startup_stderr();
