@@ -36,7 +36,7 @@ const REPLIES_AHEAD: usize = 64;
 /// More SFTP sessions a big upload is striped over, at most, and the
 /// handshake time from which it pays (below it, one session's window is
 /// not what limits the copy).
-const STRIPES: usize = 5;
+const STRIPES: usize = 8;
 const STRIPE_LATENCY: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// One operand of a spread upload: the first channel walks it and makes
@@ -598,15 +598,30 @@ impl<'a> Client<'a> {
             .filter(|(outcome, completion)| completion.is_some() || outcome.is_err())
             .count();
         if self.events.verbose() {
-            let line = format!("Upload over {} channels\n", used + 1);
+            let channels = used + 1;
+            let plural = if channels == 1 { "" } else { "s" };
+            let line = format!("Upload over {channels} channel{plural}\n");
             self.events.debug(line.as_bytes());
         }
         let mut outcome = outcome;
+        // Several channels lost with the connection say so once, as scp.
+        let mut said: Vec<String> = outcome
+            .as_ref()
+            .err()
+            .and_then(SessionError::message)
+            .into_iter()
+            .collect();
         for (ended, completion) in ends {
             match (ended, &mut outcome) {
                 (Ok(summary), Ok(total)) => total.errors += summary.errors,
                 (Ok(_), Err(_)) => {}
-                (Err(error), _) => self.session_failed(&error),
+                (Err(error), _) => match error.message() {
+                    Some(message) if said.contains(&message) => self.failed = true,
+                    message => {
+                        said.extend(message);
+                        self.session_failed(&error);
+                    }
+                },
             }
             completions.extend(completion);
         }
