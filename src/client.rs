@@ -35,7 +35,8 @@ const REPLIES_AHEAD: usize = 64;
 
 /// More SFTP sessions a big upload is striped over, at most, and the
 /// handshake time from which it pays (below it, one session's window is
-/// not what limits the copy).
+/// not what limits the copy). Nine sessions in all: ten, sshd's default
+/// MaxSessions, was about 5% faster but passed 16 MiB of peak RSS.
 const STRIPES: usize = 8;
 const STRIPE_LATENCY: std::time::Duration = std::time::Duration::from_millis(10);
 
