@@ -50,6 +50,7 @@ async fn spread_one<R, W>(
     path: &Path,
     root_exists: bool,
     (recursive, preserve): (bool, bool),
+    events: &dyn Events,
 ) -> Result<(), SessionError>
 where
     R: AsyncRead + Unpin,
@@ -94,6 +95,9 @@ where
                 {
                     primary.send_walk_file(&path, file, &meta).await?;
                 }
+                if let Some(here) = helpers_way(&inside, root_exists) {
+                    send_returned(primary, helpers.returned_to(here)).await?;
+                }
             }
             walk::Step::Directory(directory) => {
                 if primary.send_walk_directory(&directory).await? {
@@ -105,18 +109,88 @@ where
                 }
             }
             walk::Step::Leave => {
-                inside.pop();
                 let mode = modes.pop().unwrap_or(0o700);
                 // Its times (-p), or a mode without owner rwx, are set by
-                // the first channel's `E`: after every file in it.
-                if preserve || mode & 0o700 != 0o700 {
+                // the first channel's `E`: after every file in it. And
+                // before an operand's top is left, what helpers gave back
+                // under it is sent.
+                let top = inside.len() == 1;
+                if preserve || mode & 0o700 != 0o700 || top {
                     helpers.sync().await;
                 }
+                if let Some(here) = helpers_way(&inside, root_exists) {
+                    let here = here.to_vec();
+                    send_returned(primary, helpers.returned_to(&here)).await?;
+                    if top {
+                        // (Only without -p can a file be given back deeper
+                        // down, in a directory that then has no times set.)
+                        let deeper = helpers.returned_under(&here);
+                        send_returned_below(primary, &here, deeper, events).await?;
+                    }
+                }
+                inside.pop();
                 primary.send_walk_end().await?;
             }
             walk::Step::Problem(message) => primary.send_walk_problem(&message).await?,
         }
     }
+    Ok(())
+}
+
+/// Where the first channel is, as the helpers' way: `None` above their
+/// root.
+fn helpers_way(inside: &spread::Way, root_exists: bool) -> Option<&[(Vec<u8>, u32)]> {
+    if root_exists {
+        Some(&inside[..])
+    } else {
+        inside.get(1..)
+    }
+}
+
+/// Files helpers gave back, sent over the first channel where it is.
+async fn send_returned<R, W>(
+    primary: &mut Source<'_, R, W>,
+    jobs: Vec<spread::Job>,
+) -> Result<(), SessionError>
+where
+    R: AsyncRead + Unpin,
+    W: DataWrite,
+{
+    for job in jobs {
+        if let spread::Job::File {
+            path, file, meta, ..
+        } = job
+        {
+            primary.send_walk_file(&path, file, &meta).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Files helpers gave back, in `from` or below it, sent over the first
+/// channel, which goes down to each and back up to `from`.
+async fn send_returned_below<R, W>(
+    primary: &mut Source<'_, R, W>,
+    from: &[(Vec<u8>, u32)],
+    jobs: Vec<spread::Job>,
+    events: &dyn Events,
+) -> Result<(), SessionError>
+where
+    R: AsyncRead + Unpin,
+    W: DataWrite,
+{
+    let mut at = from.to_vec();
+    for job in jobs {
+        if let spread::Job::File { way, path, .. } = &job
+            && !spread::go(primary, &mut at, way).await?
+        {
+            let message = format!("{}: not sent: directory refused", path_for_terminal(path));
+            events.error(&message);
+            continue;
+        }
+        send_returned(primary, vec![job]).await?;
+    }
+    spread::go(primary, &mut at, &from.to_vec()).await?;
     Ok(())
 }
 
@@ -580,13 +654,16 @@ impl<'a> Client<'a> {
             let sent = async {
                 for path in paths {
                     let flags = (recursive, preserve);
-                    spread_one(&mut primary, &mut helpers, path, root_exists, flags).await?;
+                    spread_one(&mut primary, &mut helpers, path, root_exists, flags, events)
+                        .await?;
                 }
+                // The helpers end once they have done what they were
+                // given; what they gave back at the root is sent here.
+                let left = helpers.finish().await;
+                send_returned_below(&mut primary, &[], left, events).await?;
                 Ok::<(), SessionError>(())
             }
             .await;
-            // The helpers end once they have done what they were given.
-            drop(helpers);
             match sent {
                 Ok(()) => primary.close().await,
                 Err(error) => Err(error),

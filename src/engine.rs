@@ -15,6 +15,9 @@ pub use crate::local::receive::Times;
 pub enum SessionError {
     /// The stream ended or failed where more was due.
     LostConnection,
+    /// The peer neither read nor answered for this long (a helper
+    /// channel, cut by us).
+    NoAnswer(std::time::Duration),
     /// The peer broke the protocol; the text says how.
     Protocol(String),
     /// The peer sent a fatal error (already shown through the events) or
@@ -30,6 +33,7 @@ impl SessionError {
     pub fn message(&self) -> Option<String> {
         match self {
             SessionError::LostConnection => Some("lost connection".into()),
+            SessionError::NoAnswer(limit) => Some(format!("no answer for {} s", limit.as_secs())),
             SessionError::Protocol(why) => Some(format!("protocol error: {why}")),
             SessionError::PeerFailed | SessionError::Refused => None,
         }

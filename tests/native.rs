@@ -8,6 +8,7 @@ mod common;
 mod delay_proxy;
 
 use std::fs;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -1677,6 +1678,117 @@ fn files_of_a_helper_that_dies_go_over_a_new_channel() {
     assert_eq!(text.matches("rscp: lost connection\n").count(), 1, "{text}");
     assert!(!text.contains("not sent"), "{text}");
     assert_same_tree(&tree, &into.join("tree"));
+}
+
+/// A tree for `-rp` spread uploads: directories (each finished, with its
+/// times, only once the helpers are done in it), files with their own
+/// modes and times.
+fn tree_with_times(tree: &Path) {
+    for d in 0..4 {
+        for i in 0..12 {
+            let file = tree.join(format!("d{d}/f{i}"));
+            write(&file, &pattern(700 + 97 * i, (d * 100 + i) as u64));
+            chmod(&file, 0o600 + (i as u32 % 3) * 0o40);
+            set_times(&file, 1_500_000_000 + (d * 1000 + i) as i64, 1_400_000_000);
+        }
+        set_times(
+            tree.join(format!("d{d}")),
+            1_600_000_000 + d as i64,
+            1_400_000_000,
+        );
+    }
+}
+
+/// A helper whose remote scp stops answering mid-file (its channel stays
+/// open, the connection alive) is given up on after 30 s, and so are the
+/// others: the first channel sends what they held and the rest, and the
+/// copy is whole, with its times. scp would wait for good; the run here
+/// does not fail, since nothing was lost.
+#[test]
+fn a_helper_that_stops_answering_mid_file_hands_the_rest_to_the_first_channel() {
+    let Some(sshd) = Sshd::start_with_remote_scp(|dir| {
+        // The first helper takes 3000 bytes and then neither reads nor
+        // exits (for longer than rscp waits).
+        format!(
+            "#!/bin/bash\n\
+             case \" $* \" in\n\
+             *' -d '*) if mkdir {stuck} 2>/dev/null; then\n\
+                 {{ dd bs=1 count=3000 status=none; sleep 50; }} | /usr/bin/scp \"$@\"; exit 1; fi ;;\n\
+             esac\n\
+             exec /usr/bin/scp \"$@\"\n",
+            stuck = dir.join("stuck").display()
+        )
+    }) else {
+        return;
+    };
+    let far = sshd.far(10);
+    let work = tempfile::tempdir().unwrap();
+    let tree = work.path().join("tree");
+    tree_with_times(&tree);
+    let into = work.path().join("into");
+    fs::create_dir(&into).unwrap();
+    let started = Instant::now();
+    let out = run_within(
+        rscp()
+            .args(["-v", "-rp", "-F"])
+            .arg(&far.config)
+            .arg(&tree)
+            .arg(format!("far:{}", into.display())),
+        Duration::from_secs(120),
+    );
+    assert_success(&out);
+    let text = stderr(&out);
+    assert!(
+        text.contains("Helper channel stopped answering: the first channel sends the rest"),
+        "{text}"
+    );
+    assert!(!text.contains("rscp: "), "{text}");
+    assert!(started.elapsed() >= Duration::from_secs(30));
+    assert_same_tree(&tree, &into.join("tree"));
+    assert_same_metadata(&tree, &into.join("tree"), true);
+}
+
+/// Helpers that never answer after their go-ahead: they are given up on
+/// once, the first channel sends what they held, and the copy is whole,
+/// with its times (or without, and not waited for at each directory).
+#[test]
+fn files_of_helpers_that_never_answer_go_over_the_first_channel() {
+    let Some(sshd) = Sshd::start_with_remote_scp(|_| {
+        // Every helper gives its go-ahead and then reads nothing.
+        "#!/bin/bash\n\
+         case \" $* \" in\n\
+         *' -d '*) sleep 90 | /usr/bin/scp \"$@\"; exit 1 ;;\n\
+         esac\n\
+         exec /usr/bin/scp \"$@\"\n"
+            .to_string()
+    }) else {
+        return;
+    };
+    let far = sshd.far(10);
+    let work = tempfile::tempdir().unwrap();
+    let tree = work.path().join("tree");
+    tree_with_times(&tree);
+    for (flags, into) in [("-rp", "into"), ("-r", "plain")] {
+        let into = work.path().join(into);
+        fs::create_dir(&into).unwrap();
+        let out = run_within(
+            rscp()
+                .args(["-v", flags, "-F"])
+                .arg(&far.config)
+                .arg(&tree)
+                .arg(format!("far:{}", into.display())),
+            Duration::from_secs(150),
+        );
+        assert_success(&out);
+        let text = stderr(&out);
+        assert!(
+            text.contains("Helper channel stopped answering: the first channel sends the rest"),
+            "{text}"
+        );
+        assert!(!text.contains("rscp: "), "{text}");
+        assert_same_tree(&tree, &into.join("tree"));
+        assert_same_metadata(&tree, &into.join("tree"), flags == "-rp");
+    }
 }
 
 /// A server that runs one scp at a time (each waits for a lock): helpers

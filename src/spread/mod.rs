@@ -4,7 +4,10 @@
 //! sessions with the same target, take files while the first channel
 //! walks the trees and makes their directories; they go into a directory
 //! only once it is made, and a directory is finished (its `-p` times, a
-//! mode that locks its owner out) only once they are done in it.
+//! mode that locks its owner out) only once they are done in it. A
+//! helper that fails hands what it still held back to the first channel.
+
+mod stall;
 
 use std::collections::VecDeque;
 use std::ffi::OsStr;
@@ -23,6 +26,8 @@ use crate::operand::Remote;
 use crate::scp::{Source, SourceOptions};
 use crate::transport::ssh::Lane;
 use crate::transport::{Channel, Completion, Start, Transport};
+
+use stall::{Pulse, STALL_LIMIT, Watched};
 
 /// Helpers besides the first channel (sshd's MaxSessions is 10).
 pub const HELPERS: usize = 6;
@@ -54,24 +59,42 @@ pub enum Job {
 
 /// The first channel's side: where files are handed over.
 pub struct Helpers {
-    queues: Vec<(mpsc::Sender<Job>, Arc<AtomicBool>)>,
+    queues: Vec<Queue>,
     next: usize,
     /// Set once the helpers may start (their root exists).
     ready: watch::Sender<bool>,
+    /// Files given back by helpers that failed.
+    returned: mpsc::UnboundedReceiver<Job>,
+    /// Given back, and not yet where the first channel can send them.
+    held: Vec<Job>,
+    /// Set once a helper stopped answering: no more files are handed
+    /// over, and every helper gives back what it holds.
+    cut: Arc<AtomicBool>,
+}
+
+/// One helper, seen from the first channel.
+struct Queue {
+    jobs: mpsc::Sender<Job>,
+    started: Arc<AtomicBool>,
+    /// Set once a helper that failed has given back all it held.
+    settled: watch::Receiver<bool>,
 }
 
 impl Helpers {
     /// Hands a file to a helper that has started and has room; gives it
     /// back when none has.
     pub fn offer(&mut self, mut job: Job) -> Option<Job> {
+        if self.cut.load(Ordering::Acquire) {
+            return Some(job);
+        }
         let count = self.queues.len();
         for i in 0..count {
             let at = (self.next + i) % count;
-            let (queue, started) = &self.queues[at];
-            if !started.load(Ordering::Acquire) {
+            let queue = &self.queues[at];
+            if !queue.started.load(Ordering::Acquire) {
                 continue;
             }
-            match queue.try_send(job) {
+            match queue.jobs.try_send(job) {
                 Ok(()) => {
                     self.next = at + 1;
                     return None;
@@ -84,22 +107,72 @@ impl Helpers {
         Some(job)
     }
 
-    /// Waits until every helper has had all it was handed answered.
+    /// Waits until every helper has had all it was handed answered, or
+    /// has given it back.
     pub async fn sync(&self) {
         let mut acks = Vec::new();
-        // (One that has not started was handed nothing.)
-        for (queue, started) in &self.queues {
-            if !started.load(Ordering::Acquire) {
+        let mut failing = Vec::new();
+        // (One that has not started was handed nothing, and one that has
+        // stopped gave it all back.)
+        for queue in &self.queues {
+            if !queue.started.load(Ordering::Acquire) {
                 continue;
             }
             let (done, ack) = oneshot::channel();
-            if queue.send(Job::Sync(done)).await.is_ok() {
+            if queue.jobs.send(Job::Sync(done)).await.is_ok() {
                 acks.push(ack);
+            } else {
+                failing.push(queue.settled.clone());
             }
         }
         for ack in acks {
             let _ = ack.await;
         }
+        for mut settled in failing {
+            let _ = settled.wait_for(|&done| done).await;
+        }
+    }
+
+    /// The files given back so far that go in directory `way`.
+    pub fn returned_to(&mut self, way: &[(Vec<u8>, u32)]) -> Vec<Job> {
+        while let Ok(job) = self.returned.try_recv() {
+            self.held.push(job);
+        }
+        let (here, elsewhere) = std::mem::take(&mut self.held)
+            .into_iter()
+            .partition(|job| matches!(job, Job::File { way: there, .. } if there == way));
+        self.held = elsewhere;
+        here
+    }
+
+    /// The files given back so far that go in directory `way` or below.
+    pub fn returned_under(&mut self, way: &[(Vec<u8>, u32)]) -> Vec<Job> {
+        while let Ok(job) = self.returned.try_recv() {
+            self.held.push(job);
+        }
+        let (under, elsewhere) = std::mem::take(&mut self.held)
+            .into_iter()
+            .partition(|job| matches!(job, Job::File { way: there, .. } if there.starts_with(way)));
+        self.held = elsewhere;
+        under
+    }
+
+    /// No more files: the helpers end once they are done, and what they
+    /// gave back is all here.
+    pub async fn finish(self) -> Vec<Job> {
+        let Helpers {
+            queues,
+            ready,
+            mut returned,
+            mut held,
+            ..
+        } = self;
+        drop(queues);
+        drop(ready);
+        while let Some(job) = returned.recv().await {
+            held.push(job);
+        }
+        held
     }
 
     /// The helpers' root exists: they may open their channels.
@@ -124,27 +197,39 @@ pub fn helpers<'a>(
     opened: Vec<Channel>,
 ) -> (Helpers, Vec<impl Future<Output = HelperEnd> + 'a>) {
     let (ready, ready_seen) = watch::channel(root_exists);
+    let (give_back, returned) = mpsc::unbounded_channel();
+    let cut = Arc::new(AtomicBool::new(false));
     let mut queues = Vec::new();
     let mut runs = Vec::new();
     let mut opened = opened.into_iter();
     for _ in 0..count {
         let (queue, jobs) = mpsc::channel(QUEUE);
         let started = Arc::new(AtomicBool::new(false));
-        queues.push((queue, started.clone()));
+        let (settle, settled) = watch::channel(false);
+        queues.push(Queue {
+            jobs: queue,
+            started: started.clone(),
+            settled,
+        });
         let run = Helper {
             transport,
             target,
             command,
             options,
             events,
+            give_back: give_back.clone(),
+            cut: cut.clone(),
         }
-        .run(ready_seen.clone(), jobs, opened.next(), started);
+        .run(ready_seen.clone(), jobs, opened.next(), (started, settle));
         runs.push(run);
     }
     let helpers = Helpers {
         queues,
         next: 0,
         ready,
+        returned,
+        held: Vec::new(),
+        cut,
     };
     (helpers, runs)
 }
@@ -155,6 +240,8 @@ struct Helper<'a> {
     command: &'a OsStr,
     options: SourceOptions,
     events: &'a dyn Events,
+    give_back: mpsc::UnboundedSender<Job>,
+    cut: Arc<AtomicBool>,
 }
 
 impl<'a> Helper<'a> {
@@ -163,7 +250,7 @@ impl<'a> Helper<'a> {
         mut ready: watch::Receiver<bool>,
         mut jobs: mpsc::Receiver<Job>,
         first: Option<Channel>,
-        started: Arc<AtomicBool>,
+        (started, settle): (Arc<AtomicBool>, watch::Sender<bool>),
     ) -> HelperEnd {
         let channel = match first {
             Some(channel) => channel,
@@ -192,6 +279,8 @@ impl<'a> Helper<'a> {
         let mut lost = None;
         let mut channel = channel;
         let mut reopen = true;
+        // Whether this helper's own channel stopped answering.
+        let mut silent = false;
         started.store(true, Ordering::Release);
         let error = loop {
             let Channel {
@@ -199,28 +288,46 @@ impl<'a> Helper<'a> {
                 writer,
                 completion,
             } = channel;
+            let pulse = Arc::new(Pulse::new(self.cut.clone()));
+            let reader = Watched::new(reader, pulse.clone(), STALL_LIMIT);
+            let writer = Watched::new(writer, pulse.clone(), STALL_LIMIT);
             let outcome = {
                 let mut source = Source::new(reader, writer, self.options, self.events);
-                match self.work(&mut source, &mut jobs, &mut resend).await {
+                match self.work(&mut source, &mut jobs, &mut resend, &pulse).await {
                     Ok(()) => source.close().await,
                     Err(error) => Err(error),
                 }
             };
             let error = match outcome {
                 // A channel lost on the way is still a failure of the run.
-                Ok(summary) => return (lost.map_or(Ok(summary), Err), Some(completion)),
+                Ok(summary) if !pulse.cut() => {
+                    return (lost.map_or(Ok(summary), Err), Some(completion));
+                }
+                // All answered, but the remote side is not waited for: it
+                // (or another helper's) stopped answering.
+                Ok(summary) => {
+                    completion.terminate().await;
+                    return (lost.map_or(Ok(summary), Err), None);
+                }
+                Err(_) if pulse.cut() => {
+                    silent = pulse.stalled();
+                    SessionError::NoAnswer(STALL_LIMIT)
+                }
                 Err(error) => error,
             };
             completion.terminate().await;
-            // Only a channel that is gone is tried again, once: a peer that
-            // failed or broke the protocol is not asked twice.
+            // Only a channel that is gone is tried again, once: a peer
+            // that failed, broke the protocol or went silent is not asked
+            // twice.
             if error != SessionError::LostConnection || !reopen {
                 break error;
             }
             reopen = false;
             let on = (self.target, self.command);
-            match open_helper(self.transport, on, self.events).await {
-                (_, Some(next)) => {
+            let opened =
+                tokio::time::timeout(STALL_LIMIT, open_helper(self.transport, on, self.events));
+            match opened.await {
+                Ok((_, Some(next))) => {
                     if self.events.verbose() {
                         self.events
                             .debug(b"Helper channel lost: its files go over a new one\n");
@@ -231,14 +338,30 @@ impl<'a> Helper<'a> {
                 _ => break error,
             }
         };
-        // What it still held is not lost silently.
-        started.store(false, Ordering::Release);
+        // What it still held goes back to the first channel, all of it
+        // before any sync waiting on this helper is let go.
         jobs.close();
+        let mut syncs = Vec::new();
         while let Some(job) = next_job(&mut resend, &mut jobs).await {
-            if let Job::File { path, .. } = job {
-                let message = format!("{}: not sent: {error}", path_for_terminal(&path));
-                self.events.error(&message);
+            match job {
+                Job::File { .. } => {
+                    // (Gone only if the whole upload is: then its
+                    // first channel has failed and said so.)
+                    let _ = self.give_back.send(job);
+                }
+                Job::Sync(done) => syncs.push(done),
             }
+        }
+        let _ = settle.send(true);
+        started.store(false, Ordering::Release);
+        drop(syncs);
+        if let SessionError::NoAnswer(_) = error {
+            // Cut by us, and nothing lost: the first channel sends it.
+            if silent && self.events.verbose() {
+                self.events
+                    .debug(b"Helper channel stopped answering: the first channel sends the rest\n");
+            }
+            return (lost.map_or(Ok(Summary::default()), Err), None);
         }
         (Err(error), None)
     }
@@ -251,6 +374,7 @@ impl<'a> Helper<'a> {
         source: &mut Source<'_, R, W>,
         jobs: &mut mpsc::Receiver<Job>,
         resend: &mut VecDeque<Job>,
+        pulse: &Pulse,
     ) -> Result<(), SessionError>
     where
         R: tokio::io::AsyncRead + Unpin,
@@ -260,6 +384,8 @@ impl<'a> Helper<'a> {
         // A copy of the last file sent, until its data is answered.
         let mut unanswered: Option<Job> = None;
         while let Some(job) = next_job(resend, jobs).await {
+            // (Waiting for work is not waiting for the peer.)
+            pulse.beat();
             match job {
                 Job::File {
                     way,
@@ -431,7 +557,7 @@ async fn go_ahead(channel: &mut Channel) -> Option<bool> {
 
 /// Moves a helper from the directory it is in to `way`: out with `E`,
 /// in with `D`. False if a directory was refused.
-async fn go<R, W>(
+pub async fn go<R, W>(
     source: &mut Source<'_, R, W>,
     at: &mut Way,
     way: &Way,
