@@ -99,7 +99,16 @@ struct Asked {
 
 /// Serves `stream` with `answer` until the client goes: each request gets
 /// the packets `answer` returns (possibly none, possibly hostile).
-async fn serve(mut stream: DuplexStream, mut answer: impl FnMut(&Asked) -> Vec<Vec<u8>>) {
+async fn serve(stream: DuplexStream, answer: impl FnMut(&Asked) -> Vec<Vec<u8>>) {
+    serve_offering(stream, &[], answer).await
+}
+
+/// [`serve`], with `extensions` (name, data) in the version reply.
+async fn serve_offering(
+    mut stream: DuplexStream,
+    extensions: &[(&[u8], &[u8])],
+    mut answer: impl FnMut(&Asked) -> Vec<Vec<u8>>,
+) {
     let mut len = [0u8; 4];
     if stream.read_exact(&mut len).await.is_err() {
         return;
@@ -108,7 +117,13 @@ async fn serve(mut stream: DuplexStream, mut answer: impl FnMut(&Asked) -> Vec<V
     if stream.read_exact(&mut init).await.is_err() {
         return;
     }
-    let version = [&u32be(5)[..], &[2], &u32be(3)].concat();
+    let mut version = vec![2];
+    version.extend_from_slice(&u32be(3));
+    for (name, data) in extensions {
+        version.extend(string(name));
+        version.extend(string(data));
+    }
+    let version = [&u32be(version.len() as u32)[..], &version].concat();
     if stream.write_all(&version).await.is_err() {
         return;
     }
@@ -808,4 +823,90 @@ fn opens_and_reads_answered_out_of_order_land_in_their_own_files() {
     assert_eq!(fs::read(target.join("src/a")).unwrap(), b"data of a");
     assert_eq!(fs::read(target.join("src/c")).unwrap(), b"data of c");
     assert!(target.join("src/b").is_dir());
+}
+
+/// A download of a directory of 300 files opens as many at once as the
+/// server can hold: half the handles its limits@openssh.com reply says
+/// (at most 256), 64 when it does not say. Every file still arrives.
+#[test]
+fn a_download_opens_as_many_files_at_once_as_the_server_can_hold() {
+    for (handles, expected) in [
+        (Some(20u64), 10usize),
+        (Some(0), 64),
+        (Some(1019), 256),
+        (None, 64),
+    ] {
+        let files: Vec<Vec<u8>> = (0..300).map(|i| format!("f{i}").into_bytes()).collect();
+        let open = std::sync::Arc::new(Mutex::new((0usize, 0usize)));
+        let seen = open.clone();
+        let mut listed = false;
+        let answer = move |asked: &Asked| match asked.kind {
+            200 => {
+                let mut limits = Vec::new();
+                for n in [262_144u64, 32_768, 32_768, handles.unwrap_or(0)] {
+                    limits.extend_from_slice(&n.to_be_bytes());
+                }
+                vec![packet(201, asked.id, &limits)]
+            }
+            17 | 7 if asked.first == b"/src" => vec![attrs_reply(asked.id, DIR, 0)],
+            17 | 7 => vec![attrs_reply(asked.id, FILE, 5)],
+            16 => vec![names(asked.id, &[(&asked.first, attrs(DIR, 0))])],
+            11 => vec![handle(asked.id, b"dir")],
+            12 if !listed => {
+                listed = true;
+                let entries: Vec<(&[u8], Vec<u8>)> =
+                    files.iter().map(|n| (&n[..], attrs(FILE, 5))).collect();
+                vec![names(asked.id, &entries)]
+            }
+            12 => vec![status(asked.id, 1)],
+            3 => {
+                let mut open = seen.lock().unwrap();
+                open.0 += 1;
+                open.1 = open.1.max(open.0);
+                let n = asked
+                    .first
+                    .rsplit(|&b| b == b'/')
+                    .next()
+                    .unwrap_or_default();
+                vec![handle(asked.id, n)]
+            }
+            5 if asked.offset == 0 => vec![data(asked.id, b"hello")],
+            5 => vec![status(asked.id, 1)],
+            4 => {
+                if asked.first != b"dir" {
+                    seen.lock().unwrap().0 -= 1;
+                }
+                vec![status(asked.id, 0)]
+            }
+            _ => vec![status(asked.id, 8)],
+        };
+        let work = tempfile::tempdir().unwrap();
+        let target = work.path().join("got");
+        let events = Captured::default();
+        let limits: &[(&[u8], &[u8])] = &[(b"limits@openssh.com", b"1")];
+        let offered = if handles.is_some() { limits } else { &[] };
+        let outcome = common::runtime().block_on(async {
+            let (client, server) = tokio::io::duplex(1 << 20);
+            let serving = tokio::spawn(serve_offering(server, offered, answer));
+            let (reader, writer) = tokio::io::split(client);
+            let run = async {
+                let mut sftp = Sftp::start(reader, writer, options(), &events).await?;
+                sftp.download(b"/src", &target).await?;
+                sftp.close().await
+            };
+            let outcome = tokio::time::timeout(Duration::from_secs(10), run)
+                .await
+                .expect("the client hung");
+            serving.abort();
+            outcome
+        });
+        assert_eq!(outcome, Ok(Summary::default()), "{handles:?}");
+        assert!(events.errors.lock().unwrap().is_empty());
+        let (still_open, most) = *open.lock().unwrap();
+        assert_eq!((still_open, most), (0, expected), "{handles:?}");
+        assert_eq!(entries_of(&target).len(), 300);
+        for i in [0, 150, 299] {
+            assert_eq!(fs::read(target.join(format!("f{i}"))).unwrap(), b"hello");
+        }
+    }
 }

@@ -774,7 +774,7 @@ fn a_big_upload_over_a_long_link_is_striped_and_whole() {
     let said = stderr(&out);
     assert_success(&out);
     assert!(
-        said.contains("SFTP: big files go over 9 sessions"),
+        said.contains("SFTP: big files go over 10 sessions"),
         "{said}"
     );
     assert_eq!(fs::read(work.path().join("got/big")).unwrap(), big);

@@ -430,12 +430,14 @@ pub fn decode_reply(packet: &Bytes) -> Result<(u32, Reply), String> {
 }
 
 /// `limits@openssh.com`'s reply: the server's largest packet, read and
-/// write (0 where it sets no limit).
+/// write, and how many handles it can hold open (0 where it sets no
+/// limit or does not know).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     pub max_packet: u64,
     pub max_read: u64,
     pub max_write: u64,
+    pub open_handles: u64,
 }
 
 pub fn decode_limits(data: &[u8]) -> Result<Limits, String> {
@@ -444,8 +446,8 @@ pub fn decode_limits(data: &[u8]) -> Result<Limits, String> {
         max_packet: input.u64()?,
         max_read: input.u64()?,
         max_write: input.u64()?,
+        open_handles: input.u64()?,
     };
-    input.u64()?; // open handles
     Ok(limits)
 }
 
@@ -552,7 +554,8 @@ mod tests {
             Limits {
                 max_packet: 262_144,
                 max_read: 261_120,
-                max_write: 261_120
+                max_write: 261_120,
+                open_handles: 1024,
             }
         );
     }

@@ -66,7 +66,8 @@ pub const STRIPE_MIN: u64 = 32 * 1024 * 1024;
 /// read, why the server refused a write, and the WRITEs unanswered.
 type Written = (u64, Option<String>, Option<String>, Vec<u32>);
 
-/// Files whose OPENs go out together, in an upload.
+/// Files whose OPENs go out together, in an upload (each holds a local
+/// file open too). A download takes what the server can hold.
 const FILES_AHEAD: usize = 64;
 
 /// The most replies left unawaited at once (see [`Deferred`]).
@@ -1387,7 +1388,7 @@ where
                 Box::pin(self.download_tree(&child, &attrs, local_child)).await?;
             } else {
                 files.push((child, attrs, local_child));
-                if files.len() == FILES_AHEAD {
+                if files.len() >= self.session.files_ahead {
                     self.download_files(std::mem::take(&mut files)).await?;
                 }
             }

@@ -20,6 +20,15 @@ pub const DEFAULT_DATA: u32 = 32 * 1024;
 /// allows: a whole message less room for its header (as OpenSSH's client).
 pub const MAX_DATA: u32 = 256 * 1024 - 1024;
 
+/// Files a download opens at once, when the server does not say how many
+/// handles it can hold.
+pub const DEFAULT_FILES_AHEAD: usize = 64;
+
+/// The most it opens at once when the server can hold more: half of them
+/// (OpenSSH's sftp-server says its descriptor limit, less 5), at most
+/// this many.
+pub const MAX_FILES_AHEAD: usize = 256;
+
 fn protocol(why: impl Into<String>) -> SessionError {
     SessionError::Protocol(why.into())
 }
@@ -36,6 +45,8 @@ pub struct Session<R, W> {
     /// one), or `-X buffer`.
     pub read_len: u32,
     pub write_len: u32,
+    /// Files a download opens at once (see [`MAX_FILES_AHEAD`]).
+    pub files_ahead: usize,
     extensions: Vec<Vec<u8>>,
 }
 
@@ -56,6 +67,7 @@ where
             waiting: HashSet::new(),
             read_len: DEFAULT_DATA,
             write_len: DEFAULT_DATA,
+            files_ahead: DEFAULT_FILES_AHEAD,
             extensions: Vec::new(),
         };
         codec::encode_init(&mut session.pending);
@@ -80,6 +92,10 @@ where
             };
             session.read_len = cap(limits.max_read);
             session.write_len = cap(limits.max_write);
+            if limits.open_handles > 0 {
+                let half = usize::try_from(limits.open_handles / 2).unwrap_or(usize::MAX);
+                session.files_ahead = half.clamp(1, MAX_FILES_AHEAD);
+            }
         }
         if let Some(buffer) = buffer {
             // Larger would not fit in one message (OpenSSH's server would
