@@ -1748,6 +1748,81 @@ fn a_helper_that_stops_answering_mid_file_hands_the_rest_to_the_first_channel() 
     assert_same_metadata(&tree, &into.join("tree"), true);
 }
 
+/// A helper whose remote refuses a file and then stops answering: the
+/// refusal is shown once and still fails the run (exit 1), though the
+/// helper itself was cut; every other file arrives.
+#[test]
+fn a_refusal_on_a_helper_that_then_stops_answering_still_fails_the_run() {
+    let Some(sshd) = Sshd::start_with_remote_scp(|dir| {
+        // The first helper is a sink of its own: it takes directories and
+        // times, refuses the first file, and never answers the second.
+        let sink = dir.join("refusing-sink.py");
+        fs::write(
+            &sink,
+            "import sys, time\n\
+             out, inp = sys.stdout.buffer, sys.stdin.buffer\n\
+             out.write(b'\\0'); out.flush()\n\
+             refused = False\n\
+             while True:\n\
+             \x20   line = inp.readline()\n\
+             \x20   if not line: sys.exit(1)\n\
+             \x20   if line[:1] == b'C' and refused: time.sleep(60); sys.exit(1)\n\
+             \x20   if line[:1] == b'C':\n\
+             \x20       refused = True\n\
+             \x20       out.write(b'\\x01scp: fake refusal\\n'); out.flush(); continue\n\
+             \x20   out.write(b'\\0'); out.flush()\n",
+        )
+        .expect("sink script");
+        format!(
+            "#!/bin/bash\n\
+             case \" $* \" in\n\
+             *' -d '*) if mkdir {lock} 2>/dev/null; then exec python3 {sink}; fi ;;\n\
+             esac\n\
+             exec /usr/bin/scp \"$@\"\n",
+            lock = dir.join("refused").display(),
+            sink = sink.display()
+        )
+    }) else {
+        return;
+    };
+    let far = sshd.far(10);
+    let work = tempfile::tempdir().unwrap();
+    let tree = work.path().join("tree");
+    tree_with_times(&tree);
+    let into = work.path().join("into");
+    fs::create_dir(&into).unwrap();
+    let out = run_within(
+        rscp()
+            .args(["-v", "-rp", "-F"])
+            .arg(&far.config)
+            .arg(&tree)
+            .arg(format!("far:{}", into.display())),
+        Duration::from_secs(120),
+    );
+    assert_exit(&out, 1);
+    let text = stderr(&out);
+    assert_eq!(text.matches("scp: fake refusal\n").count(), 1, "{text}");
+    assert!(
+        text.contains("Helper channel stopped answering: the first channel sends the rest"),
+        "{text}"
+    );
+    let landed = into.join("tree");
+    let mut missing = Vec::new();
+    for d in 0..4 {
+        for i in 0..12 {
+            let rel = format!("d{d}/f{i}");
+            match fs::read(landed.join(&rel)) {
+                Ok(got) => {
+                    assert_eq!(got, fs::read(tree.join(&rel)).unwrap(), "{rel}");
+                    assert_eq!(mtime(landed.join(&rel)), mtime(tree.join(&rel)), "{rel}");
+                }
+                Err(_) => missing.push(rel),
+            }
+        }
+    }
+    assert_eq!(missing.len(), 1, "{missing:?}\n{text}");
+}
+
 /// Helpers that never answer after their go-ahead: they are given up on
 /// once, the first channel sends what they held, and the copy is whole,
 /// with its times (or without, and not waited for at each directory).

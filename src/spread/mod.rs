@@ -281,6 +281,8 @@ impl<'a> Helper<'a> {
         let mut reopen = true;
         // Whether this helper's own channel stopped answering.
         let mut silent = false;
+        // Problems reported on channels of this helper that ended.
+        let mut counted = 0;
         started.store(true, Ordering::Release);
         let error = loop {
             let Channel {
@@ -295,21 +297,37 @@ impl<'a> Helper<'a> {
                 let mut source = Source::new(reader, writer, self.options, self.events);
                 match self.work(&mut source, &mut jobs, &mut resend, &pulse).await {
                     Ok(()) => source.close().await,
-                    Err(error) => Err(error),
+                    Err(error) => {
+                        // (Problems reported on a channel that then ends
+                        // still count.)
+                        counted += source.summary().errors;
+                        Err(error)
+                    }
                 }
             };
             let error = match outcome {
                 // A channel lost on the way is still a failure of the run.
                 Ok(summary) if !pulse.cut() => {
+                    let summary = Summary {
+                        errors: summary.errors + counted,
+                    };
                     return (lost.map_or(Ok(summary), Err), Some(completion));
                 }
                 // All answered, but the remote side is not waited for: it
                 // (or another helper's) stopped answering.
                 Ok(summary) => {
+                    if pulse.stalled() {
+                        self.said_silent();
+                    }
                     completion.terminate().await;
+                    let summary = Summary {
+                        errors: summary.errors + counted,
+                    };
                     return (lost.map_or(Ok(summary), Err), None);
                 }
-                Err(_) if pulse.cut() => {
+                // A read or write the watch failed (a peer that failed or
+                // broke the protocol meanwhile still says so).
+                Err(SessionError::LostConnection) if pulse.cut() => {
                     silent = pulse.stalled();
                     SessionError::NoAnswer(STALL_LIMIT)
                 }
@@ -357,13 +375,20 @@ impl<'a> Helper<'a> {
         drop(syncs);
         if let SessionError::NoAnswer(_) = error {
             // Cut by us, and nothing lost: the first channel sends it.
-            if silent && self.events.verbose() {
-                self.events
-                    .debug(b"Helper channel stopped answering: the first channel sends the rest\n");
+            if silent {
+                self.said_silent();
             }
-            return (lost.map_or(Ok(Summary::default()), Err), None);
+            let summary = Summary { errors: counted };
+            return (lost.map_or(Ok(summary), Err), None);
         }
         (Err(error), None)
+    }
+
+    fn said_silent(&self) {
+        if self.events.verbose() {
+            self.events
+                .debug(b"Helper channel stopped answering: the first channel sends the rest\n");
+        }
     }
 
     /// Does the jobs given (those to resend first). On an error, what may
