@@ -4,8 +4,9 @@
 //! once the peer has accepted it); the pre-count for the total line walks
 //! the same way.
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::fs::{self, File, Metadata, ReadDir};
+use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -32,7 +33,49 @@ pub enum Step {
 pub struct Directory {
     pub path: PathBuf,
     pub meta: Metadata,
-    entries: ReadDir,
+    entries: Entries,
+}
+
+/// A directory's names: read as usual, or (for a look ahead of the walk
+/// that sends) without touching its access time, which `-p` sends.
+enum Entries {
+    Usual(ReadDir),
+    Unseen(nix::dir::OwningIter),
+}
+
+impl Entries {
+    fn open(path: &Path, unseen: bool) -> io::Result<Entries> {
+        use nix::fcntl::OFlag;
+        if unseen {
+            let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC | OFlag::O_NOATIME;
+            // (Only a directory's owner may read it so; others read it as
+            // usual.)
+            if let Ok(dir) = nix::dir::Dir::open(path, flags, nix::sys::stat::Mode::empty()) {
+                return Ok(Entries::Unseen(dir.into_iter()));
+            }
+        }
+        fs::read_dir(path).map(Entries::Usual)
+    }
+}
+
+impl Iterator for Entries {
+    type Item = io::Result<OsString>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            Entries::Usual(entries) => entries.next().map(|e| e.map(|e| e.file_name())),
+            Entries::Unseen(entries) => loop {
+                let entry = match entries.next()? {
+                    Ok(entry) => entry,
+                    Err(errno) => return Some(Err(io::Error::from(errno))),
+                };
+                let name = entry.file_name().to_bytes();
+                if name != b"." && name != b".." {
+                    return Some(Ok(OsStr::from_bytes(name).to_owned()));
+                }
+            },
+        }
+    }
 }
 
 impl Directory {
@@ -54,13 +97,15 @@ impl Directory {
 /// A directory being walked.
 struct Open {
     path: PathBuf,
-    entries: ReadDir,
+    entries: Entries,
     /// (device, inode): a directory already on the walk is a symlink loop.
     identity: (u64, u64),
 }
 
 pub struct Walk {
     recursive: bool,
+    /// A look ahead: directories read without touching their access time.
+    unseen: bool,
     /// The operand itself, until it has been looked at.
     root: Option<PathBuf>,
     open: Vec<Open>,
@@ -73,6 +118,7 @@ impl Walk {
     pub fn new(path: &Path, recursive: bool) -> Walk {
         Walk {
             recursive,
+            unseen: false,
             root: Some(trim_trailing_slashes(path)),
             open: Vec::new(),
             leave_next: false,
@@ -99,8 +145,8 @@ impl Walk {
         }
         let top = self.open.last_mut()?;
         match top.entries.next() {
-            Some(Ok(entry)) => {
-                let child = top.path.join(entry.file_name());
+            Some(Ok(name)) => {
+                let child = top.path.join(name);
                 Some(self.look_at(child))
             }
             Some(Err(e)) => {
@@ -140,7 +186,7 @@ impl Walk {
                     shown(&path)
                 ));
             }
-            return match fs::read_dir(&path) {
+            return match Entries::open(&path, self.unseen) {
                 Ok(entries) => Step::Directory(Directory {
                     path,
                     meta,
@@ -162,6 +208,7 @@ pub fn count<'p>(paths: impl Iterator<Item = &'p Path>, recursive: bool) -> (u64
     let (mut files, mut bytes) = (0u64, 0u64);
     for path in paths {
         let mut walk = Walk::new(path, recursive);
+        walk.unseen = true;
         while let Some(step) = walk.next() {
             match step {
                 Step::File { meta, .. } => {
@@ -181,6 +228,7 @@ pub fn at_least<'p>(paths: impl Iterator<Item = &'p Path>, recursive: bool, most
     let mut files = 0u64;
     for path in paths {
         let mut walk = Walk::new(path, recursive);
+        walk.unseen = true;
         while let Some(step) = walk.next() {
             match step {
                 Step::File { .. } => {
