@@ -910,3 +910,26 @@ fn a_download_opens_as_many_files_at_once_as_the_server_can_hold() {
         }
     }
 }
+
+/// Handles longer than the protocol's 256 bytes are refused: a server
+/// claiming many handles cannot make rscp hold 256 KiB for each file.
+#[test]
+fn a_handle_longer_than_256_bytes_is_a_protocol_error() {
+    let work = tempfile::tempdir().unwrap();
+    let mut inner = tree_server(vec![(b"a", attrs(FILE, 5))]);
+    let long = vec![7u8; 300];
+    let (outcome, _) = download(b"/src", &work.path().join("got"), move |asked| {
+        if asked.kind == 3 {
+            vec![handle(asked.id, &long)]
+        } else {
+            inner(asked)
+        }
+    });
+    assert_eq!(
+        outcome,
+        Err(SessionError::Protocol(
+            "handle longer than 256 bytes".into()
+        ))
+    );
+    assert!(!work.path().join("got/a").exists());
+}

@@ -176,6 +176,11 @@ where
         self.replies_owed > 0
     }
 
+    /// A problem reported by the caller, counted with the session's own.
+    pub fn count_problem(&mut self) {
+        self.errors += 1;
+    }
+
     /// The counts so far, for a server that ends by exiting.
     pub fn summary(&self) -> Summary {
         Summary {

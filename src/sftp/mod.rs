@@ -59,6 +59,12 @@ const MAX_DEPTH: usize = 1024;
 const FILE_MODE_BITS: u32 = 0o777;
 const DIRECTORY_MODE_BITS: u32 = 0o1777;
 
+/// The longest handle a server may give (the protocol's limit).
+const MAX_HANDLE: usize = 256;
+
+/// The text kept of a status that came before it was asked for.
+const EARLY_STATUS_TEXT: usize = 1024;
+
 /// Files from this size up are striped over the sessions given for it.
 pub const STRIPE_MIN: u64 = 32 * 1024 * 1024;
 
@@ -257,14 +263,28 @@ where
 
     /// Holds a reply to a request sent ahead that came before it was
     /// asked for.
+    /// What is held stays small besides the data asked for: a handle is
+    /// at most 256 bytes (as the protocol says), a status's text is cut to
+    /// a line's worth, and no other reply answers a request sent ahead.
     fn keep_early(&mut self, id: u32, most: u32, reply: Reply) -> Result<(), SessionError> {
-        if let Reply::Data(data) = &reply
-            && data.len() > most as usize
-        {
-            return Err(SessionError::Protocol(
-                "server sent more data than asked".into(),
-            ));
-        }
+        let reply = match reply {
+            Reply::Data(data) if data.len() > most as usize => {
+                return Err(SessionError::Protocol(
+                    "server sent more data than asked".into(),
+                ));
+            }
+            Reply::Handle(handle) if handle.len() > MAX_HANDLE => {
+                return Err(SessionError::Protocol(
+                    "handle longer than 256 bytes".into(),
+                ));
+            }
+            Reply::Status { code, mut message } => {
+                message.truncate(EARLY_STATUS_TEXT);
+                Reply::Status { code, message }
+            }
+            reply @ (Reply::Name(_) | Reply::ExtendedReply(_)) => return Err(unexpected(&reply)),
+            reply => reply,
+        };
         self.early.insert(id, reply);
         Ok(())
     }

@@ -446,6 +446,7 @@ impl<'a> Helper<'a> {
                                     let message =
                                         format!("{}: not sent: {error}", path_for_terminal(&path));
                                     self.events.error(&message);
+                                    source.count_problem();
                                 }
                             }
                             if let Some(unanswered) = unanswered {
