@@ -97,7 +97,8 @@ where
                     primary.send_walk_file(&path, file, &meta).await?;
                 }
                 if let Some(here) = helpers_way(&inside, root_exists) {
-                    send_returned(primary, helpers.returned_to(here)).await?;
+                    let back = helpers.returned_to(here);
+                    send_returned(primary, here, back, events).await?;
                 }
             }
             walk::Step::Directory(directory) => {
@@ -120,14 +121,14 @@ where
                     helpers.sync().await;
                 }
                 if let Some(here) = helpers_way(&inside, root_exists) {
-                    let here = here.to_vec();
-                    send_returned(primary, helpers.returned_to(&here)).await?;
-                    if top {
-                        // (Only without -p can a file be given back deeper
-                        // down, in a directory that then has no times set.)
-                        let deeper = helpers.returned_under(&here);
-                        send_returned_below(primary, &here, deeper, events).await?;
-                    }
+                    // (Only without -p can a file be given back deeper
+                    // down, in a directory that then has no times set.)
+                    let back = if top {
+                        helpers.returned_under(here)
+                    } else {
+                        helpers.returned_to(here)
+                    };
+                    send_returned(primary, here, back, events).await?;
                 }
                 inside.pop();
                 primary.send_walk_end().await?;
@@ -148,29 +149,9 @@ fn helpers_way(inside: &spread::Way, root_exists: bool) -> Option<&[(Vec<u8>, u3
     }
 }
 
-/// Files helpers gave back, sent over the first channel where it is.
-async fn send_returned<R, W>(
-    primary: &mut Source<'_, R, W>,
-    jobs: Vec<spread::Job>,
-) -> Result<(), SessionError>
-where
-    R: AsyncRead + Unpin,
-    W: DataWrite,
-{
-    for job in jobs {
-        if let spread::Job::File {
-            path, file, meta, ..
-        } = job
-        {
-            primary.send_walk_file(&path, file, &meta).await?;
-        }
-    }
-    Ok(())
-}
-
 /// Files helpers gave back, in `from` or below it, sent over the first
 /// channel, which goes down to each and back up to `from`.
-async fn send_returned_below<R, W>(
+async fn send_returned<R, W>(
     primary: &mut Source<'_, R, W>,
     from: &[(Vec<u8>, u32)],
     jobs: Vec<spread::Job>,
@@ -182,14 +163,21 @@ where
 {
     let mut at = from.to_vec();
     for job in jobs {
-        if let spread::Job::File { way, path, .. } = &job
-            && !spread::go(primary, &mut at, way).await?
-        {
-            let message = format!("{}: not sent: directory refused", path_for_terminal(path));
-            events.error(&message);
+        let spread::Job::File {
+            way,
+            path,
+            file,
+            meta,
+        } = job
+        else {
             continue;
+        };
+        if spread::go(primary, &mut at, &way).await? {
+            primary.send_walk_file(&path, file, &meta).await?;
+        } else {
+            let message = format!("{}: not sent: directory refused", path_for_terminal(&path));
+            events.error(&message);
         }
-        send_returned(primary, vec![job]).await?;
     }
     spread::go(primary, &mut at, &from.to_vec()).await?;
     Ok(())
@@ -661,7 +649,7 @@ impl<'a> Client<'a> {
                 // The helpers end once they have done what they were
                 // given; what they gave back at the root is sent here.
                 let left = helpers.finish().await;
-                send_returned_below(&mut primary, &[], left, events).await?;
+                send_returned(&mut primary, &[], left, events).await?;
                 Ok::<(), SessionError>(())
             }
             .await;

@@ -135,26 +135,26 @@ impl Helpers {
 
     /// The files given back so far that go in directory `way`.
     pub fn returned_to(&mut self, way: &[(Vec<u8>, u32)]) -> Vec<Job> {
-        while let Ok(job) = self.returned.try_recv() {
-            self.held.push(job);
-        }
-        let (here, elsewhere) = std::mem::take(&mut self.held)
-            .into_iter()
-            .partition(|job| matches!(job, Job::File { way: there, .. } if there == way));
-        self.held = elsewhere;
-        here
+        self.take_returned(|there| there == way)
     }
 
     /// The files given back so far that go in directory `way` or below.
     pub fn returned_under(&mut self, way: &[(Vec<u8>, u32)]) -> Vec<Job> {
+        self.take_returned(|there| there.starts_with(way))
+    }
+
+    fn take_returned(&mut self, wanted: impl Fn(&Way) -> bool) -> Vec<Job> {
         while let Ok(job) = self.returned.try_recv() {
             self.held.push(job);
         }
-        let (under, elsewhere) = std::mem::take(&mut self.held)
+        if self.held.is_empty() {
+            return Vec::new();
+        }
+        let (taken, kept) = std::mem::take(&mut self.held)
             .into_iter()
-            .partition(|job| matches!(job, Job::File { way: there, .. } if there.starts_with(way)));
-        self.held = elsewhere;
-        under
+            .partition(|job| matches!(job, Job::File { way, .. } if wanted(way)));
+        self.held = kept;
+        taken
     }
 
     /// No more files: the helpers end once they are done, and what they
