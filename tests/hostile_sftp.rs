@@ -106,7 +106,7 @@ async fn serve(stream: DuplexStream, answer: impl FnMut(&Asked) -> Vec<Vec<u8>>)
 /// [`serve`], with `extensions` (name, data) in the version reply.
 async fn serve_offering(
     mut stream: DuplexStream,
-    extensions: &[(&[u8], &[u8])],
+    extensions: &'static [(&'static [u8], &'static [u8])],
     mut answer: impl FnMut(&Asked) -> Vec<Vec<u8>>,
 ) {
     let mut len = [0u8; 4];
@@ -189,10 +189,20 @@ fn download(
     target: &Path,
     answer: impl FnMut(&Asked) -> Vec<Vec<u8>> + Send + 'static,
 ) -> (Result<Summary, SessionError>, Vec<String>) {
+    download_offering(request, target, &[], answer)
+}
+
+/// [`download`] from a server offering `extensions`.
+fn download_offering(
+    request: &[u8],
+    target: &Path,
+    extensions: &'static [(&'static [u8], &'static [u8])],
+    answer: impl FnMut(&Asked) -> Vec<Vec<u8>> + Send + 'static,
+) -> (Result<Summary, SessionError>, Vec<String>) {
     let events = Captured::default();
     let outcome = common::runtime().block_on(async {
         let (client, server) = tokio::io::duplex(1 << 20);
-        let serving = tokio::spawn(serve(server, answer));
+        let serving = tokio::spawn(serve_offering(server, extensions, answer));
         let (reader, writer) = tokio::io::split(client);
         let run = async {
             let mut sftp = Sftp::start(reader, writer, options(), &events).await?;
@@ -882,26 +892,11 @@ fn a_download_opens_as_many_files_at_once_as_the_server_can_hold() {
         };
         let work = tempfile::tempdir().unwrap();
         let target = work.path().join("got");
-        let events = Captured::default();
-        let limits: &[(&[u8], &[u8])] = &[(b"limits@openssh.com", b"1")];
+        let limits: &'static [(&[u8], &[u8])] = &[(b"limits@openssh.com", b"1")];
         let offered = if handles.is_some() { limits } else { &[] };
-        let outcome = common::runtime().block_on(async {
-            let (client, server) = tokio::io::duplex(1 << 20);
-            let serving = tokio::spawn(serve_offering(server, offered, answer));
-            let (reader, writer) = tokio::io::split(client);
-            let run = async {
-                let mut sftp = Sftp::start(reader, writer, options(), &events).await?;
-                sftp.download(b"/src", &target).await?;
-                sftp.close().await
-            };
-            let outcome = tokio::time::timeout(Duration::from_secs(10), run)
-                .await
-                .expect("the client hung");
-            serving.abort();
-            outcome
-        });
+        let (outcome, errors) = download_offering(b"/src", &target, offered, answer);
         assert_eq!(outcome, Ok(Summary::default()), "{handles:?}");
-        assert!(events.errors.lock().unwrap().is_empty());
+        assert!(errors.is_empty(), "{errors:?}");
         let (still_open, most) = *open.lock().unwrap();
         assert_eq!((still_open, most), (0, expected), "{handles:?}");
         assert_eq!(entries_of(&target).len(), 300);

@@ -9,6 +9,7 @@ mod delay_proxy;
 
 use std::fs;
 use std::path::Path;
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -1699,6 +1700,22 @@ fn tree_with_times(tree: &Path) {
     }
 }
 
+/// `rscp -v FLAGS tree far:into` through `far`, failed as a hang after
+/// `limit`.
+fn spread_upload(far: &Far, flags: &str, tree: &Path, into: &Path, limit: Duration) -> Output {
+    run_within(
+        rscp()
+            .args(["-v", flags, "-F"])
+            .arg(&far.config)
+            .arg(tree)
+            .arg(format!("far:{}", into.display())),
+        limit,
+    )
+}
+
+/// The `-v` line of a spread whose helpers were given up on.
+const GIVEN_UP: &str = "Helper channel stopped answering: the first channel sends the rest";
+
 /// A helper whose remote scp stops answering mid-file (its channel stays
 /// open, the connection alive) is given up on after 30 s, and so are the
 /// others: the first channel sends what they held and the rest, and the
@@ -1728,20 +1745,10 @@ fn a_helper_that_stops_answering_mid_file_hands_the_rest_to_the_first_channel() 
     let into = work.path().join("into");
     fs::create_dir(&into).unwrap();
     let started = Instant::now();
-    let out = run_within(
-        rscp()
-            .args(["-v", "-rp", "-F"])
-            .arg(&far.config)
-            .arg(&tree)
-            .arg(format!("far:{}", into.display())),
-        Duration::from_secs(120),
-    );
+    let out = spread_upload(&far, "-rp", &tree, &into, Duration::from_secs(120));
     assert_success(&out);
     let text = stderr(&out);
-    assert!(
-        text.contains("Helper channel stopped answering: the first channel sends the rest"),
-        "{text}"
-    );
+    assert!(text.contains(GIVEN_UP), "{text}");
     assert!(!text.contains("rscp: "), "{text}");
     assert!(started.elapsed() >= Duration::from_secs(30));
     assert_same_tree(&tree, &into.join("tree"));
@@ -1791,21 +1798,11 @@ fn a_refusal_on_a_helper_that_then_stops_answering_still_fails_the_run() {
     tree_with_times(&tree);
     let into = work.path().join("into");
     fs::create_dir(&into).unwrap();
-    let out = run_within(
-        rscp()
-            .args(["-v", "-rp", "-F"])
-            .arg(&far.config)
-            .arg(&tree)
-            .arg(format!("far:{}", into.display())),
-        Duration::from_secs(120),
-    );
+    let out = spread_upload(&far, "-rp", &tree, &into, Duration::from_secs(120));
     assert_exit(&out, 1);
     let text = stderr(&out);
     assert_eq!(text.matches("scp: fake refusal\n").count(), 1, "{text}");
-    assert!(
-        text.contains("Helper channel stopped answering: the first channel sends the rest"),
-        "{text}"
-    );
+    assert!(text.contains(GIVEN_UP), "{text}");
     let landed = into.join("tree");
     let mut missing = Vec::new();
     for d in 0..4 {
@@ -1846,20 +1843,10 @@ fn files_of_helpers_that_never_answer_go_over_the_first_channel() {
     for (flags, into) in [("-rp", "into"), ("-r", "plain")] {
         let into = work.path().join(into);
         fs::create_dir(&into).unwrap();
-        let out = run_within(
-            rscp()
-                .args(["-v", flags, "-F"])
-                .arg(&far.config)
-                .arg(&tree)
-                .arg(format!("far:{}", into.display())),
-            Duration::from_secs(150),
-        );
+        let out = spread_upload(&far, flags, &tree, &into, Duration::from_secs(150));
         assert_success(&out);
         let text = stderr(&out);
-        assert!(
-            text.contains("Helper channel stopped answering: the first channel sends the rest"),
-            "{text}"
-        );
+        assert!(text.contains(GIVEN_UP), "{text}");
         assert!(!text.contains("rscp: "), "{text}");
         assert_same_tree(&tree, &into.join("tree"));
         assert_same_metadata(&tree, &into.join("tree"), flags == "-rp");
